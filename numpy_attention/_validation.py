@@ -1,0 +1,183 @@
+"""One validation layer for every public entry point.
+
+Every rejection is a ``ValueError`` (bad value, shape or option) or a
+``TypeError`` (wrong type or dtype) whose message names the argument, what
+was received and what was expected. Nothing here modifies its input.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def describe(x: Any) -> str:
+    """A short description of ``x`` for error messages: shape and dtype for arrays."""
+    if isinstance(x, np.ndarray):
+        return f"array of shape {x.shape} and dtype {x.dtype}"
+    return f"{type(x).__name__} {x!r}" if np.isscalar(x) or x is None else type(x).__name__
+
+
+def as_float_array(x: Any, name: str, dtype: np.dtype | None = None) -> np.ndarray:
+    """Return ``x`` as a float32/float64 array without copying when it already is one.
+
+    Integer arrays become float64 (or ``dtype`` when given), so that
+    ``np.array([[1, 0, 1, 0]])`` just works. Bool, complex, object and string
+    arrays are rejected: they are never a differentiable input. When ``dtype``
+    is given, float input must already have it (as torch refuses mixed dtypes).
+    """
+    if isinstance(x, np.ndarray):
+        array = x
+    elif isinstance(x, (list, tuple, numbers.Number)) and not isinstance(x, bool):
+        try:
+            array = np.asarray(x)
+        except ValueError as err:  # ragged nested lists
+            raise ValueError(f"{name} must be a rectangular array; got a ragged {describe(x)}") from err
+    else:
+        raise TypeError(f"{name} must be a NumPy array of float32 or float64; got {describe(x)}")
+    kind = array.dtype.kind
+    if kind in "iu":
+        return array.astype(dtype if dtype is not None else np.float64)
+    if array.dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} must have dtype float32 or float64 (integers are converted to float64); "
+            f"got dtype {array.dtype}"
+        )
+    if dtype is not None and array.dtype != np.dtype(dtype):
+        raise TypeError(f"{name} must have dtype {np.dtype(dtype)}; got dtype {array.dtype}")
+    return array
+
+
+def same_dtype(arrays: Sequence[np.ndarray], names: Sequence[str]) -> np.dtype:
+    """The common dtype of ``arrays``; mixed float32/float64 is an error, as in torch."""
+    dtypes = {a.dtype for a in arrays}
+    if len(dtypes) > 1:
+        got = ", ".join(f"{n}: {a.dtype}" for n, a in zip(names, arrays))
+        raise TypeError(f"{', '.join(names)} must share one dtype; got {got}")
+    return arrays[0].dtype
+
+
+def check_ndim(x: np.ndarray, name: str, allowed: Sequence[int] | None = None, min_ndim: int = 0) -> None:
+    if allowed is not None and x.ndim not in allowed:
+        expected = " or ".join(str(n) for n in allowed)
+        raise ValueError(f"{name} must be {expected}-dimensional; got shape {x.shape}")
+    if x.ndim < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} dimensions; got shape {x.shape}")
+
+
+def check_dout(dout: Any, expected_shape: tuple, dtype: np.dtype, name: str = "dout") -> np.ndarray:
+    """The upstream gradient must have the forward output's exact shape and dtype."""
+    dout = as_float_array(dout, name, dtype=dtype)
+    if dout.shape != tuple(expected_shape):
+        raise ValueError(
+            f"{name} must have the forward output's shape {tuple(expected_shape)}; got {dout.shape}"
+        )
+    return dout
+
+
+def check_bool(value: Any, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool; got {describe(value)}")
+    return bool(value)
+
+
+def check_real(value: Any, name: str, allow_none: bool = False) -> float | None:
+    """A finite real number (not a bool); ``None`` when ``allow_none``."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {describe(value)}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite; got {value!r}")
+    return float(value)
+
+
+def check_probability(value: Any, name: str) -> float:
+    """A dropout probability in [0, 1): p = 1 would divide by zero in the 1/(1-p) rescale."""
+    p = check_real(value, name)
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"{name} must be in [0, 1); got {value!r}")
+    return p
+
+
+def check_positive_int(value: Any, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive int; got {describe(value)}")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive int; got {value!r}")
+    return int(value)
+
+
+def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}; got {value!r}")
+    return value
+
+
+def as_generator(rng: Any, name: str = "rng") -> np.random.Generator:
+    """``None`` -> a fresh generator, an int -> a seeded one, a Generator as is."""
+    if rng is None:
+        return np.random.default_rng()
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, (bool, np.bool_)):
+        return np.random.default_rng(int(rng))
+    raise TypeError(f"{name} must be a numpy.random.Generator, an int seed or None; got {describe(rng)}")
+
+
+def broadcast_batch(shapes: Sequence[tuple], names: Sequence[str]) -> tuple:
+    """Broadcast leading batch shapes as torch.matmul does, naming the culprits on failure."""
+    try:
+        return np.broadcast_shapes(*shapes)
+    except ValueError:
+        got = ", ".join(f"{n}: {s}" for n, s in zip(names, shapes))
+        raise ValueError(f"batch dimensions of {', '.join(names)} do not broadcast; got {got}") from None
+
+
+def as_mask(mask: Any, name: str, target_shape: tuple, dtype: np.dtype) -> np.ndarray:
+    """A boolean mask, or a float mask cast to ``dtype``, broadcastable to ``target_shape``.
+
+    The mask may not enlarge the result: it has to broadcast *to* ``target_shape``.
+    """
+    if not isinstance(mask, np.ndarray):
+        if isinstance(mask, (list, tuple)):
+            mask = np.asarray(mask)
+        else:
+            raise TypeError(f"{name} must be a boolean or float NumPy array; got {describe(mask)}")
+    if mask.dtype == np.bool_:
+        pass
+    elif mask.dtype.kind == "f":
+        mask = mask.astype(dtype, copy=False)
+    else:
+        raise TypeError(f"{name} must have dtype bool or a float dtype; got dtype {mask.dtype}")
+    try:
+        fits = np.broadcast_shapes(mask.shape, target_shape) == tuple(target_shape)
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"{name} of shape {mask.shape} does not broadcast to the attention shape {tuple(target_shape)}"
+        )
+    return mask
+
+
+def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sum ``grad`` over the axes that broadcasting added or stretched, back to ``shape``.
+
+    This is the backward of broadcasting: an input used by many batch entries
+    receives the sum of their gradients.
+    """
+    if grad.shape == tuple(shape):
+        return grad
+    extra = grad.ndim - len(shape)
+    grad = grad.sum(axis=tuple(range(extra))) if extra > 0 else grad
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if stretched:
+        grad = grad.sum(axis=stretched, keepdims=True)
+    return grad

@@ -1,0 +1,48 @@
+"""Differentiable ops as forward/backward pairs.
+
+Every op follows one convention (like JAX's ``custom_vjp``, without the magic)::
+
+    out, cache = OP_forward(inputs..., options...)
+    grads      = OP_backward(dout, cache)   # one gradient per differentiable input
+
+The cache holds exactly what the backward needs. Forward never mutates its
+inputs; backward never mutates ``dout`` or the cache.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .attention import AttentionCache, attention_backward, attention_forward
+from .linear import LinearCache, linear_backward, linear_forward
+from .softmax import SoftmaxCache, softmax_backward, softmax_forward
+
+
+def scaled_dot_product_attention(
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    attn_mask: np.ndarray | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    *,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """The output of :func:`attention_forward` alone, shaped like torch's function of that name."""
+    out, _ = attention_forward(q, k, v, attn_mask, dropout_p, is_causal, scale, rng=rng)
+    return out
+
+
+__all__ = [
+    "AttentionCache",
+    "LinearCache",
+    "SoftmaxCache",
+    "attention_backward",
+    "attention_forward",
+    "linear_backward",
+    "linear_forward",
+    "scaled_dot_product_attention",
+    "softmax_backward",
+    "softmax_forward",
+]

@@ -1,0 +1,98 @@
+"""Thin modules over the functional pairs: ``Linear`` and ``ScaledDotProductAttention``."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+
+from . import functional as F
+from ._validation import as_float_array, as_generator, check_choice, check_positive_int, check_probability, check_real
+from .module import Module, check_float_dtype
+
+
+class Linear(Module):
+    """``y = x W^T + b`` with torch's layout: ``weight`` (out, in), ``bias`` (out,).
+
+    Initialised as ``torch.nn.Linear``: both drawn from U(-1/sqrt(in), 1/sqrt(in)).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        *,
+        dtype: Any = np.float64,
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_features = check_positive_int(in_features, "in_features")
+        self.out_features = check_positive_int(out_features, "out_features")
+        self.dtype = check_float_dtype(dtype)
+        rng = as_generator(rng)
+        bound = 1.0 / math.sqrt(in_features)
+        self.add_param("weight", rng.uniform(-bound, bound, (out_features, in_features)).astype(self.dtype))
+        if bias:
+            self.add_param("bias", rng.uniform(-bound, bound, out_features).astype(self.dtype))
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = as_float_array(x, "x", dtype=self.dtype)
+        out, self._cache = F.linear_forward(x, self.params["weight"], self.params.get("bias"))
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        dx, dweight, dbias = F.linear_backward(dout, self.saved_cache())
+        self.accumulate("weight", dweight)
+        if dbias is not None:
+            self.accumulate("bias", dbias)
+        return dx
+
+
+# impl name -> (forward, backward); the tiled implementation registers itself here.
+ATTENTION_IMPLS: dict[str, tuple[Callable, Callable]] = {
+    "naive": (F.attention_forward, F.attention_backward),
+}
+
+
+class ScaledDotProductAttention(Module):
+    """Attention without parameters: ``forward(q, k, v) -> (out, weights)`` and its backward.
+
+    Masks follow ``scaled_dot_product_attention`` (boolean True = may attend).
+    Dropout acts in training mode only. ``weights`` is None for ``impl="flash"``,
+    which never forms them.
+    """
+
+    def __init__(
+        self,
+        dropout: float = 0.0,
+        scale: float | None = None,
+        *,
+        impl: str = "naive",
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.dropout = check_probability(dropout, "dropout")
+        self.scale = check_real(scale, "scale", allow_none=True)
+        self.impl = check_choice(impl, "impl", sorted(ATTENTION_IMPLS))
+        self.rng = as_generator(rng)
+
+    def forward(
+        self,
+        q: np.ndarray,
+        k: np.ndarray,
+        v: np.ndarray,
+        attn_mask: np.ndarray | None = None,
+        is_causal: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        attention_forward, _ = ATTENTION_IMPLS[self.impl]
+        dropout_p = self.dropout if self.training else 0.0
+        out, self._cache = attention_forward(
+            q, k, v, attn_mask, dropout_p, is_causal, self.scale, rng=self.rng
+        )
+        return out, getattr(self._cache, "weights", None)
+
+    def backward(self, dout: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        _, attention_backward = ATTENTION_IMPLS[self.impl]
+        return attention_backward(dout, self.saved_cache())

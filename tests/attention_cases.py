@@ -1,0 +1,94 @@
+"""A grid of attention configurations covering every option of the attention pair.
+
+Each case builds (q, k, v) and keyword options from a seeded generator, so the
+finite-difference tests, the torch tests and the tiled attention share one grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    q: tuple
+    k: tuple
+    v: tuple
+    mask: str | None = None  # None, "bool", "float", "bool-padding", "bool-empty-row", "float-empty-row"
+    mask_shape: tuple | None = None  # defaults to the full (..., Hq, L, S)
+    is_causal: bool = False
+    dropout_p: float = 0.0
+    scale: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    def scores_shape(self) -> tuple:
+        if len(self.q) == 2:
+            return (self.q[0], self.k[0])
+        batch = np.broadcast_shapes(self.q[:-3], self.k[:-3], self.v[:-3])
+        return (*batch, self.q[-3], self.q[-2], self.k[-2])
+
+    def build(self, seed: int = 0):
+        """Return (q, k, v, options) where options are attention_forward's keyword arguments."""
+        rng = np.random.default_rng(seed)
+        q, k, v = (rng.standard_normal(s) for s in (self.q, self.k, self.v))
+        options = {"is_causal": self.is_causal, "dropout_p": self.dropout_p, "scale": self.scale}
+        if self.mask is not None:
+            options["attn_mask"] = self._mask(rng)
+        return q, k, v, options
+
+    def _mask(self, rng: np.random.Generator) -> np.ndarray:
+        full = self.scores_shape()
+        shape = self.mask_shape or full
+        if self.mask == "bool":
+            mask = rng.random(shape) > 0.3
+            mask[..., 0] = True  # every row keeps at least one key
+            return mask
+        if self.mask == "bool-padding":  # True for the first keys of each batch entry, as a (B, 1, 1, S) mask
+            lengths = rng.integers(1, full[-1] + 1, size=shape[0])
+            return (np.arange(full[-1]) < lengths[:, None]).reshape(shape)
+        if self.mask == "bool-empty-row":
+            mask = rng.random(shape) > 0.3
+            mask[..., 0] = True
+            mask[..., 1, :] = False  # query 1 sees no key
+            return mask
+        if self.mask == "float":
+            mask = rng.standard_normal(shape)
+            mask[rng.random(shape) < 0.2] = -np.inf
+            mask[..., 0] = 0.5
+            return mask
+        if self.mask == "float-empty-row":
+            mask = rng.standard_normal(shape)
+            mask[..., 0, :] = -np.inf
+            return mask
+        raise ValueError(self.mask)
+
+
+CASES = [
+    Case("unbatched", (3, 4), (5, 4), (5, 2)),
+    Case("heads", (2, 3, 4), (2, 5, 4), (2, 5, 6)),
+    Case("batch-heads", (2, 2, 3, 4), (2, 2, 5, 4), (2, 2, 5, 3)),
+    Case("L-equals-S", (1, 2, 4, 3), (1, 2, 4, 3), (1, 2, 4, 3)),
+    Case("gqa", (2, 4, 3, 4), (2, 2, 5, 4), (2, 2, 5, 3)),
+    Case("mqa", (1, 3, 3, 4), (1, 1, 5, 4), (1, 1, 5, 2)),
+    Case("broadcast-batch", (2, 2, 3, 4), (1, 2, 5, 4), (1, 2, 5, 3)),
+    Case("two-batch-dims", (2, 1, 2, 3, 4), (1, 3, 2, 4, 4), (1, 3, 2, 4, 2)),
+    Case("scale", (1, 2, 3, 4), (1, 2, 5, 4), (1, 2, 5, 3), scale=0.7),
+    Case("bool-mask", (2, 2, 3, 4), (2, 2, 5, 4), (2, 2, 5, 3), mask="bool"),
+    Case("bool-mask-LS", (2, 2, 3, 4), (2, 2, 5, 4), (2, 2, 5, 3), mask="bool", mask_shape=(3, 5)),
+    Case("bool-mask-per-head", (2, 2, 3, 4), (2, 2, 5, 4), (2, 2, 5, 3), mask="bool", mask_shape=(2, 1, 5)),
+    Case("padding-mask", (3, 2, 3, 4), (3, 2, 5, 4), (3, 2, 5, 3), mask="bool-padding", mask_shape=(3, 1, 1, 5)),
+    Case("float-mask", (2, 2, 3, 4), (2, 2, 5, 4), (2, 2, 5, 3), mask="float"),
+    Case("float-mask-LS", (2, 2, 3, 4), (2, 2, 5, 4), (2, 2, 5, 3), mask="float", mask_shape=(3, 5)),
+    Case("unbatched-mask", (3, 4), (5, 4), (5, 2), mask="bool"),
+    Case("causal", (1, 2, 4, 3), (1, 2, 4, 3), (1, 2, 4, 3), is_causal=True),
+    Case("causal-L<S", (1, 2, 3, 4), (1, 2, 5, 4), (1, 2, 5, 3), is_causal=True),
+    Case("causal-L>S", (1, 2, 5, 4), (1, 2, 3, 4), (1, 2, 3, 3), is_causal=True),
+    Case("dropout", (2, 2, 3, 4), (2, 2, 5, 4), (2, 2, 5, 3), dropout_p=0.3),
+    Case("fully-masked-row", (2, 2, 3, 4), (2, 2, 5, 4), (2, 2, 5, 3), mask="bool-empty-row"),
+    Case("fully-masked-float", (2, 2, 3, 4), (2, 2, 5, 4), (2, 2, 5, 3), mask="float-empty-row", mask_shape=(3, 5)),
+    Case("gqa-causal-dropout", (2, 4, 4, 3), (2, 2, 4, 3), (2, 2, 4, 5), is_causal=True, dropout_p=0.25),
+    Case("gqa-mask-dropout-scale", (1, 4, 3, 4), (1, 2, 5, 4), (1, 2, 5, 3), mask="float", dropout_p=0.2, scale=0.3),
+]
