@@ -2,40 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from example_runner import assert_png, printed_matrix, run_example
 
 from gradcheck import numerical_gradients
 from numpy_attention.functional import attention_forward
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_example(name: str, outdir: Path, *args: str) -> str:
-    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / name), "--outdir", str(outdir), *args],
-        capture_output=True, text=True, env=env, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def printed_matrix(stdout: str, label: str) -> np.ndarray:
-    """The matrix printed under the line ``label:``."""
-    block = ("\n" + stdout).split(f"\n{label}:\n", 1)[1]
-    rows = []
-    for line in block.splitlines():
-        if not line.strip().startswith("["):
-            break
-        rows.append([float(x) for x in re.findall(r"-?\d+\.?\d*(?:e[-+]?\d+)?", line)])
-    return np.array(rows)
 
 
 def test_self_attention_example_reproduces_the_seed(tmp_path):
@@ -49,8 +21,7 @@ def test_self_attention_example_reproduces_the_seed(tmp_path):
         printed_matrix(stdout, "attention weights"),
         [[0.5065, 0.1863, 0.3072], [0.1863, 0.5065, 0.3072], [0.2741, 0.2741, 0.4519]],
     )
-    png = tmp_path / "self_attention_weights.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_png(tmp_path / "self_attention_weights.png")
 
     # The printed gradients equal finite differences of the forward, to the 4 printed decimals.
     x = np.array([[1, 0, 1, 0], [0, 1, 0, 1], [1, 1, 0, 0]], dtype=np.float64)
