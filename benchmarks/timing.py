@@ -1,0 +1,103 @@
+"""How the benchmarks time things: alternating blocks in one process, and the machine they ran on.
+
+Both NumPy's BLAS and torch keep their worker threads spinning for a while
+after each call; on a machine with few cores, timing one library right after
+the other makes the second wait for the first one's threads. So each library
+is timed in its own block: a short pause, a warm-up call, then the best of a
+few runs. The blocks of all candidates alternate, and the whole round is
+repeated; a ratio is taken within each round (the same machine state for
+both), and the median over rounds is reported.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable
+
+import numpy as np
+
+
+def best_of(fn: Callable[[], object], runs: int) -> float:
+    """One warm-up call, then the fastest of ``runs`` timed calls, in seconds."""
+    fn()
+    best = float("inf")
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def alternate(
+    candidates: dict[str, Callable[[], object]], rounds: int, runs: int, pause: float
+) -> dict[str, list[float]]:
+    """Time every candidate in its own block, the blocks alternating, for ``rounds`` rounds.
+
+    Returns the best time of each block, per candidate, in round order. The
+    order of the blocks rotates from one round to the next, so that no
+    candidate always follows the same one.
+    """
+    names = list(candidates)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_index in range(rounds):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            time.sleep(pause)  # let the previous block's worker threads go idle
+            times[name].append(best_of(candidates[name], runs))
+    return times
+
+
+def median_ratio(numerator: list[float], denominator: list[float]) -> tuple[float, list[float]]:
+    """The median over rounds of the per-round ratio, and the per-round ratios."""
+    ratios = [a / b for a, b in zip(numerator, denominator)]
+    return float(np.median(ratios)), ratios
+
+
+def matmul_peak(dtype: np.dtype, size: int, runs: int = 5) -> float:
+    """GFLOP/s of one large square NumPy matrix product: the yardstick for "fraction of peak"."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((size, size)).astype(dtype) for _ in range(2))
+    out = np.empty_like(a)
+    return 2 * size**3 / best_of(lambda: np.matmul(a, b, out=out), runs) / 1e9
+
+
+def blas_info() -> dict:
+    """NumPy's BLAS: library, thread count and the kernel (core type) it runs.
+
+    threadpoolctl reads these from the loaded library; without it the thread
+    count is the one OpenBLAS would choose (its environment variables, else
+    the number of usable cores), marked as assumed.
+    """
+    info = {
+        "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+        "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE"),
+    }
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        threads = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS")
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        info.update(threads=int(threads) if threads else cores, source="assumed (threadpoolctl not installed)")
+        return info
+    blas = [lib for lib in threadpool_info() if lib.get("user_api") == "blas"]
+    numpy_blas = [lib for lib in blas if "numpy" in lib.get("filepath", "")] or blas
+    if not numpy_blas:
+        info.update(threads=1, source="no BLAS found by threadpoolctl")
+        return info
+    lib = numpy_blas[0]
+    info.update(
+        threads=lib["num_threads"],
+        library=f"{lib.get('internal_api')} {lib.get('version')}",
+        kernel=lib.get("architecture"),
+        source="threadpoolctl",
+    )
+    return info
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (other processes compete for the cores)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None

@@ -1,0 +1,42 @@
+"""The benchmark harness runs end to end at tiny sizes (no timing is asserted)."""
+
+import json
+import math
+
+from benchmarks.run import main
+from benchmarks.timing import alternate, median_ratio
+
+
+def test_quick_benchmark_writes_its_json_and_plot(tmp_path, capsys):
+    json_path, plot_path = tmp_path / "bench.json", tmp_path / "ratios.png"
+    assert main(["--quick", "--json", str(json_path), "--plot", str(plot_path)]) == 0
+    report = json.loads(json_path.read_text())
+    assert report["machine"]["blas"]["threads"] >= 1
+    names = [case["name"] for case in report["cases"]]
+    assert "attention fwd+bwd float32" in names and "causal float32" in names
+    for case in report["cases"]:
+        assert case["candidates"] or case["notes"], case["name"]
+        for row in case["candidates"].values():
+            assert row["median_seconds"] > 0 and math.isfinite(row["gflops"])
+        for row in case["comparisons"]:
+            assert row["median_ratio"] > 0 and row["met"] in (None, True, False)
+    assert plot_path.stat().st_size > 0
+    assert "attention fwd+bwd float32" in capsys.readouterr().out
+
+
+def test_no_torch_run_reports_numpy_only_figures(tmp_path):
+    json_path = tmp_path / "bench.json"
+    plot_path = tmp_path / "ratios.png"
+    args = ["--quick", "--no-torch", "--cases", "float64", "--json", str(json_path), "--plot", str(plot_path)]
+    assert main(args) == 0
+    (case,) = json.loads(json_path.read_text())["cases"]
+    assert list(case["candidates"]) == ["numpy_attention"] and case["comparisons"] == []
+
+
+def test_alternate_times_every_candidate_each_round_and_ratios_are_per_round():
+    calls = []
+    times = alternate({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=3, runs=2, pause=0.0)
+    assert [len(t) for t in times.values()] == [3, 3]
+    assert calls.count("a") == calls.count("b") == 3 * 3  # a warm-up and two runs per block
+    ratio, per_round = median_ratio([2.0, 4.0, 9.0], [1.0, 1.0, 3.0])
+    assert per_round == [2.0, 4.0, 3.0] and ratio == 3.0
