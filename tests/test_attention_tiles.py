@@ -1,0 +1,55 @@
+"""The attention runs in tiles of query rows; any tiling must give the same numbers as one tile.
+
+The shapes of the case grid fit in one tile at the default tile size, so here
+the tile size is shrunk until each tile holds one or two query rows: causal
+tiles then stop at different keys, dK and dV accumulate over several tiles,
+and the last tile is shorter than the others.
+"""
+
+import numpy as np
+import pytest
+from attention_cases import CASES
+from conftest import random_like, rel_error
+
+from numpy_attention.functional import attention, attention_backward, attention_forward
+
+
+def forward_backward(case):
+    q, k, v, options = case.build(seed=5)
+    out, cache = attention_forward(q, k, v, **options, rng=np.random.default_rng(6))
+    dout = random_like(np.random.default_rng(7), out.shape)
+    return (out, cache.weights, *attention_backward(dout, cache))
+
+
+@pytest.mark.parametrize("rows_per_tile", [1, 2])
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_small_tiles_give_the_same_output_weights_and_gradients(case, rows_per_tile, monkeypatch):
+    whole = forward_backward(case)
+    assert len(attention.query_tiles(case.q[-2], case.k[-2], 8, case.is_causal)) == 1
+    num_keys = case.k[-2]
+    monkeypatch.setattr(attention, "TILE_BYTES", rows_per_tile * num_keys * 8)
+    assert len(attention.query_tiles(case.q[-2], num_keys, 8, case.is_causal)) > 1
+    tiled = forward_backward(case)
+    for name, a, b in zip(["out", "weights", "dq", "dk", "dv"], tiled, whole):
+        assert a.shape == b.shape, name
+        assert rel_error(a, b) < 1e-13, name
+
+
+@pytest.mark.parametrize("is_causal", [False, True])
+def test_tiles_cover_every_query_and_causal_tiles_stop_at_their_last_query(is_causal):
+    tiles = attention.query_tiles(num_queries=10, num_keys=7, itemsize=8, is_causal=is_causal)
+    rows = np.concatenate([np.arange(10)[r] for r, _ in tiles])
+    np.testing.assert_array_equal(rows, np.arange(10))
+    for r, keys in tiles:
+        assert keys.start == 0
+        assert keys.stop == (min(r.stop, 7) if is_causal else 7)
+
+
+def test_modifying_the_returned_output_leaves_the_gradients_unchanged(rng):
+    q, k, v = (random_like(rng, (2, 3, 5, 4)) for _ in range(3))
+    out, cache = attention_forward(q, k, v)
+    dout = random_like(rng, out.shape)
+    expected = attention_backward(dout, cache)
+    out += 100.0  # e.g. a residual added in place
+    for grad, reference in zip(attention_backward(dout, cache), expected):
+        np.testing.assert_array_equal(grad, reference)
