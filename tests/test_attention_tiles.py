@@ -6,12 +6,15 @@ tiles then stop at different keys, dK and dV accumulate over several tiles,
 and the last tile is shorter than the others.
 """
 
+import contextlib
+
 import numpy as np
 import pytest
 from attention_cases import CASES
 from conftest import random_like, rel_error
 
 from numpy_attention.functional import attention, attention_backward, attention_forward
+from numpy_attention.functional.softmax import softmax
 
 
 def forward_backward(case):
@@ -53,3 +56,38 @@ def test_modifying_the_returned_output_leaves_the_gradients_unchanged(rng):
     out += 100.0  # e.g. a residual added in place
     for grad, reference in zip(attention_backward(dout, cache), expected):
         np.testing.assert_array_equal(grad, reference)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_heads_run_in_parallel_give_the_same_numbers(case, monkeypatch):
+    whole = forward_backward(case)
+    # Force the threads even for these tiny calls, with or without threadpoolctl installed.
+    monkeypatch.setattr(attention, "PARALLEL_MIN_SCORES", 0)
+    monkeypatch.setattr(attention, "one_thread_blas", lambda: (2, contextlib.nullcontext()))
+    monkeypatch.setattr(attention, "TILE_BYTES", 2 * case.k[-2] * 8)
+    for name, a, b in zip(["out", "weights", "dq", "dk", "dv"], forward_backward(case), whole):
+        assert rel_error(a, b) < 1e-13, name
+
+
+def test_parallel_heads_cap_blas_at_one_thread_and_restore_it(monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl", reason="the BLAS cap needs threadpoolctl")
+
+    def blas_threads():
+        return [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
+
+    before = blas_threads()
+    if max(before, default=1) < 2:
+        pytest.skip("BLAS runs one thread here: the heads run in turn")
+    seen = []
+
+    def recording_softmax(*args, **kwargs):
+        seen.append(max(blas_threads()))
+        return softmax(*args, **kwargs)
+
+    monkeypatch.setattr(attention, "softmax", recording_softmax)
+    rng = np.random.default_rng(0)
+    q, k, v = (random_like(rng, (4, 256, 8)) for _ in range(3))  # 4 heads of 2^16 scores
+    assert q.shape[0] * 256 * 256 >= attention.PARALLEL_MIN_SCORES
+    attention_forward(q, k, v)
+    assert seen == [1, 1, 1, 1]
+    assert blas_threads() == before

@@ -13,8 +13,11 @@ See docs/derivations.md, section "Scaled dot-product attention".
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any, NamedTuple
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -194,6 +197,52 @@ def query_heads(kv_head: tuple, group: int) -> list[tuple]:
     return [(*batch, j * group + g) for g in range(group)]
 
 
+# Heads are independent, and NumPy's element-wise ops run on one core. Running the k/v heads
+# on all cores, each with a one-thread BLAS, keeps every core busy; OpenBLAS splitting each
+# small per-head product over its threads instead spends much of its time handing work over.
+# Capping BLAS at one thread needs threadpoolctl (optional): without it the heads run in turn.
+PARALLEL_MIN_SCORES = 1 << 18  # smaller calls are too short to pay for starting threads
+_parallel_lock = threading.Lock()
+
+
+@functools.cache
+def _blas_controller() -> Any:
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    return ThreadpoolController().select(user_api="blas")
+
+
+def one_thread_blas() -> tuple[int, Any]:
+    """(BLAS threads, a context that caps BLAS at one thread), or (1, None) if that cannot be had."""
+    controller = _blas_controller()
+    if controller is None:
+        return 1, None
+    threads = max((lib.num_threads for lib in controller.lib_controllers), default=1)
+    return (threads, controller.limit(limits=1)) if threads > 1 else (1, None)
+
+
+def for_each_kv_head(task: Callable[[tuple], None], kv_heads: list[tuple], num_scores: int) -> None:
+    """Run ``task(kv_head)`` for every k/v head: on as many cores as BLAS has threads, when worthwhile.
+
+    Each task writes only its own heads' slices of the outputs, so the tasks
+    need no locks and the result does not depend on how they are scheduled.
+    The lock keeps two concurrent callers from both capping BLAS (and
+    restoring it in the wrong order): the second one runs its heads in turn.
+    """
+    workers, cap = one_thread_blas() if num_scores >= PARALLEL_MIN_SCORES and len(kv_heads) > 1 else (1, None)
+    if cap is None or not _parallel_lock.acquire(blocking=False):
+        for kv_head in kv_heads:
+            task(kv_head)
+        return
+    try:
+        with cap, ThreadPoolExecutor(workers) as pool:
+            list(pool.map(task, kv_heads))  # list() re-raises a task's exception here
+    finally:
+        _parallel_lock.release()
+
+
 def additive_mask(attn_mask: np.ndarray | None, dtype: np.dtype) -> np.ndarray | None:
     """The mask as numbers added to the scores: a boolean False becomes -inf, True 0.
 
@@ -285,8 +334,7 @@ def attention_forward(
                     probs = probs * dropout_scale(keep[head][rows, keys], dropout_p, q.dtype)
                 np.matmul(probs, v4[kv_head][keys], out=out[head][rows])
 
-    for kv_head in np.ndindex(*batch, num_kv_heads):
-        attend(kv_head)
+    for_each_kv_head(attend, list(np.ndindex(*batch, num_kv_heads)), weights.size)
     if q.ndim == 2:
         weights, out = weights[0], out[0]
     # The cache keeps its own copy of the output: a caller may modify the returned one in place.
@@ -351,8 +399,7 @@ def attention_backward(
                 np.matmul(d_scores, k4[kv_head][keys], out=dq[head][rows])
                 dk[kv_head][keys] += d_scores.T @ q4[head][rows]
 
-    for kv_head in np.ndindex(*batch, num_kv_heads):
-        attend_backward(kv_head)
+    for_each_kv_head(attend_backward, list(np.ndindex(*batch, num_kv_heads)), weights4.size)
     # The scale of dQ = scale * dS K and dK = scale * dS^T Q, applied once to the (.., E) results.
     dq *= scale
     dk *= scale
