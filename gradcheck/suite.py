@@ -1,0 +1,193 @@
+"""The fixed suite of ``python -m gradcheck``: every op and module of numpy_attention, over its options.
+
+``ENTRIES`` is a plain list; each entry is a name and a builder that, given a
+dtype, returns a :class:`Target`: a functional pair or a module, its inputs,
+and the torch counterpart when torch has one. Adding a configuration is one
+line::
+
+    attention_entry("my-case", (2, 4, 3, 8), (2, 2, 5, 8), (2, 2, 5, 8), is_causal=True),
+    Entry("Linear/wide", lambda dt: linear_module_target(dt, (2, 3, 64), 64)),
+
+Inputs are seeded standard-normal data; dropout draws from a seeded
+generator that the checks replay (see :mod:`gradcheck.randomness`).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+import numpy_attention as na
+from numpy_attention import functional as F
+
+from . import torch_ops
+from .check import check
+from .module_check import check_module
+from .reference import compare_module_with_torch, compare_with_torch
+from .report import Report
+
+
+@dataclass
+class Target:
+    """What one entry checks: ``forward``/``backward`` or ``module``, with inputs and the torch reference.
+
+    ``torch_forward`` follows :func:`compare_with_torch` for a pair and
+    :func:`compare_module_with_torch` (``(params, *inputs)``) for a module.
+    """
+
+    inputs: tuple
+    forward: Callable | None = None
+    backward: Callable | None = None
+    module: Any = None
+    forward_kwargs: dict = field(default_factory=dict)
+    torch_forward: Callable | None = None
+
+    def check(self, fast: bool) -> Report:
+        if self.module is not None:
+            return check_module(self.module, *self.inputs, fast=fast, **self.forward_kwargs)
+        return check(self.forward, self.backward, self.inputs, fast=fast)
+
+    def compare_with_torch(self) -> Report:
+        if self.module is not None:
+            return compare_module_with_torch(self.module, self.torch_forward, *self.inputs, **self.forward_kwargs)
+        return compare_with_torch(self.forward, self.backward, self.torch_forward, self.inputs)
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    build: Callable[[np.dtype], Target]
+
+
+def normal(dtype: np.dtype, *shapes: tuple, seed: int = 0) -> list[np.ndarray]:
+    """Seeded standard-normal arrays of the given shapes and dtype."""
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(shape).astype(dtype) for shape in shapes]
+
+
+def scores_shape(q: tuple, k: tuple, v: tuple) -> tuple:
+    if len(q) == 2:
+        return (q[0], k[0])
+    return (*np.broadcast_shapes(q[:-3], k[:-3], v[:-3]), q[-3], q[-2], k[-2])
+
+
+def make_mask(kind: str | None, shape: tuple, seed: int = 1) -> np.ndarray | None:
+    """A boolean mask (True = may attend) or a float mask with some -inf; every row keeps key 0."""
+    if kind is None:
+        return None
+    rng = np.random.default_rng(seed)
+    if kind == "bool":
+        mask = rng.random(shape) > 0.3
+        mask[..., 0] = True
+        return mask
+    if kind == "float":
+        mask = rng.standard_normal(shape)
+        mask[rng.random(shape) < 0.2] = -np.inf
+        mask[..., 0] = 0.5
+        return mask
+    if kind == "empty-row":  # query row 1 may attend to nothing: output 0, gradient 0
+        mask = rng.random(shape) > 0.3
+        mask[..., 0] = True
+        mask[..., 1, :] = False
+        return mask
+    raise ValueError(f"unknown mask kind {kind!r}")
+
+
+def attention_target(
+    dtype: np.dtype, q_shape: tuple, k_shape: tuple, v_shape: tuple, *, mask: str | None = None,
+    mask_shape: tuple | None = None, is_causal: bool = False, dropout_p: float = 0.0, scale: float | None = None,
+) -> Target:
+    """The attention pair on seeded q, k, v with the given options (dropout from a replayed generator)."""
+    q, k, v = normal(dtype, q_shape, k_shape, v_shape)
+    attn_mask = make_mask(mask, mask_shape or scores_shape(q_shape, k_shape, v_shape))
+    options = dict(attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale)
+    forward = functools.partial(F.attention_forward, **options, rng=np.random.default_rng(7))
+    # torch cannot draw our dropout mask: hand it the one our forward draws from the same seed.
+    dropout_mask = F.attention_forward(q, k, v, **options, rng=np.random.default_rng(7))[1].dropout_mask
+    torch_forward = functools.partial(torch_ops.attention, attn_mask=attn_mask, is_causal=is_causal, scale=scale,
+                                      dropout_mask=dropout_mask, dropout_p=dropout_p)
+    return Target((q, k, v), forward, F.attention_backward, torch_forward=torch_forward)
+
+
+def sdpa_module_target(dtype: np.dtype, *, dropout: float = 0.0, scale: float | None = None, training: bool = True,
+                       mask: str | None = None, is_causal: bool = False) -> Target:
+    """``ScaledDotProductAttention`` on (2, 2, 4, 3) queries and (2, 2, 5, 3) keys/values."""
+    q, k, v = normal(dtype, (2, 2, 4, 3), (2, 2, 5, 3), (2, 2, 5, 2), seed=2)
+    module = na.ScaledDotProductAttention(dropout, scale, rng=np.random.default_rng(11)).train(training)
+    attn_mask = make_mask(mask, (4, 5))
+    dropout_mask = None
+    if dropout and training:
+        dropout_mask = F.attention_forward(q, k, v, attn_mask, dropout, is_causal, scale,
+                                           rng=np.random.default_rng(11))[1].dropout_mask
+    reference = functools.partial(torch_ops.attention, attn_mask=attn_mask, is_causal=is_causal, scale=scale,
+                                  dropout_mask=dropout_mask, dropout_p=dropout)
+    return Target((q, k, v), module=module, forward_kwargs=dict(attn_mask=attn_mask, is_causal=is_causal),
+                  torch_forward=lambda params, q, k, v: reference(q, k, v))
+
+
+def linear_module_target(dtype: np.dtype, x_shape: tuple, out_features: int, bias: bool = True) -> Target:
+    (x,) = normal(dtype, x_shape, seed=3)
+    module = na.Linear(x_shape[-1], out_features, bias, dtype=dtype, rng=np.random.default_rng(4))
+    return Target((x,), module=module,
+                  torch_forward=lambda params, x: torch_ops.linear(x, params["weight"], params.get("bias")))
+
+
+def softmax_target(dtype: np.dtype, shape: tuple, axis: int = -1) -> Target:
+    (x,) = normal(dtype, shape, seed=5)
+    x = (3 * x).astype(dtype)  # peaked rows as well as flat ones
+    return Target((x,), functools.partial(F.softmax_forward, axis=axis), F.softmax_backward,
+                  torch_forward=functools.partial(torch_ops.softmax, axis=axis))
+
+
+def linear_target(dtype: np.dtype, x_shape: tuple, out_features: int, bias: bool = True) -> Target:
+    x, weight, b = normal(dtype, x_shape, (out_features, x_shape[-1]), (out_features,), seed=6)
+    inputs = (x, weight, b) if bias else (x, weight)
+    return Target(inputs, F.linear_forward, F.linear_backward, torch_forward=torch_ops.linear)
+
+
+def attention_entry(name: str, q: tuple, k: tuple, v: tuple, **options: Any) -> Entry:
+    return Entry(f"attention/{name}", lambda dt: attention_target(dt, q, k, v, **options))
+
+
+B, H = 2, 2
+QKV = ((B, H, 3, 4), (B, H, 5, 4), (B, H, 5, 3))  # batch, heads, L = 3 queries, S = 5 keys
+SQUARE = ((1, H, 4, 3), (1, H, 4, 3), (1, H, 4, 3))  # L = S
+ENTRIES: list[Entry] = [
+    Entry("softmax/last-axis", lambda dt: softmax_target(dt, (3, 5))),
+    Entry("softmax/axis-0", lambda dt: softmax_target(dt, (4, 3, 2), axis=0)),
+    Entry("softmax/axis-1", lambda dt: softmax_target(dt, (2, 6, 3), axis=1)),
+    Entry("linear/2d", lambda dt: linear_target(dt, (3, 4), 5)),
+    Entry("linear/3d", lambda dt: linear_target(dt, (2, 3, 4), 5)),
+    Entry("linear/no-bias", lambda dt: linear_target(dt, (2, 3, 4), 5, bias=False)),
+    attention_entry("unbatched", (3, 4), (5, 4), (5, 2)),
+    attention_entry("heads", (H, 3, 4), (H, 5, 4), (H, 5, 6)),
+    attention_entry("batch-heads", *QKV),
+    attention_entry("L-equals-S", *SQUARE),
+    attention_entry("gqa", (B, 4, 3, 4), (B, 2, 5, 4), (B, 2, 5, 3)),
+    attention_entry("mqa", (1, 3, 3, 4), (1, 1, 5, 4), (1, 1, 5, 2)),
+    attention_entry("broadcast-batch", (B, H, 3, 4), (1, H, 5, 4), (1, H, 5, 3)),
+    attention_entry("scale", *QKV, scale=0.7),
+    attention_entry("bool-mask", *QKV, mask="bool"),
+    attention_entry("bool-mask-LS", *QKV, mask="bool", mask_shape=(3, 5)),
+    attention_entry("bool-mask-per-head", *QKV, mask="bool", mask_shape=(H, 1, 5)),
+    attention_entry("float-mask", *QKV, mask="float"),
+    attention_entry("fully-masked-row", *QKV, mask="empty-row"),
+    attention_entry("causal", *SQUARE, is_causal=True),
+    attention_entry("causal-L<S", (1, H, 3, 4), (1, H, 5, 4), (1, H, 5, 3), is_causal=True),
+    attention_entry("causal-L>S", (1, H, 5, 4), (1, H, 3, 4), (1, H, 3, 3), is_causal=True),
+    attention_entry("dropout", *QKV, dropout_p=0.3),
+    attention_entry("gqa-causal-dropout", (B, 4, 4, 3), (B, 2, 4, 3), (B, 2, 4, 5), is_causal=True, dropout_p=0.25),
+    attention_entry("gqa-mask-dropout-scale", (1, 4, 3, 4), (1, 2, 5, 4), (1, 2, 5, 3), mask="float",
+                    dropout_p=0.2, scale=0.3),
+    Entry("Linear/2d", lambda dt: linear_module_target(dt, (3, 4), 5)),
+    Entry("Linear/3d", lambda dt: linear_module_target(dt, (2, 3, 4), 5)),
+    Entry("Linear/no-bias", lambda dt: linear_module_target(dt, (2, 3, 4), 5, bias=False)),
+    Entry("ScaledDotProductAttention/plain", lambda dt: sdpa_module_target(dt)),
+    Entry("ScaledDotProductAttention/mask", lambda dt: sdpa_module_target(dt, mask="bool")),
+    Entry("ScaledDotProductAttention/causal-scale", lambda dt: sdpa_module_target(dt, is_causal=True, scale=0.5)),
+    Entry("ScaledDotProductAttention/dropout-train", lambda dt: sdpa_module_target(dt, dropout=0.3)),
+    Entry("ScaledDotProductAttention/dropout-eval", lambda dt: sdpa_module_target(dt, dropout=0.3, training=False)),
+]
