@@ -19,7 +19,8 @@ and a forward that is not deterministic is reported, not mis-checked.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
@@ -108,6 +109,24 @@ def check_names(names: Any, count: int) -> list[str]:
     if not isinstance(names, (list, tuple)) or len(names) != count or not all(isinstance(n, str) for n in names):
         raise ValueError(f"names must be a list of {count} strings, one per input; got {names!r}")
     return list(names)
+
+
+def input_slots(function: Callable, inputs: Any, names: Sequence[str] | None) -> list[Slot]:
+    """Slots for a call ``function(*inputs)``, named by ``names`` or by function's parameters."""
+    if not isinstance(inputs, (tuple, list)):
+        raise TypeError(f"inputs must be a tuple of arrays (for one input write (x,)); got {describe(inputs)}")
+    names = argument_names(function, len(inputs)) if names is None else check_names(names, len(inputs))
+    return make_slots(inputs, names)
+
+
+@contextmanager
+def replaying(*roots: Any) -> Iterator[Replay]:
+    """A :class:`Replay` of the generators reachable from ``roots``, rewound once more on exit."""
+    replay = Replay(*roots)
+    try:
+        yield replay
+    finally:
+        replay.rewind()
 
 
 def align_gradients(grads: Any, slots: Sequence[Slot], who: str = "backward") -> list[Any]:
@@ -214,6 +233,7 @@ def run_check(
         return split_forward_result(forward(*arrays))
 
     out, _ = evaluate()
+    _ensure_unchanged(slots, "forward")
     again, cache = evaluate()
     if out.shape != again.shape or not np.array_equal(out, again, equal_nan=True):
         raise ValueError(
@@ -222,7 +242,6 @@ def run_check(
             "functools.partial or captured by the function (e.g. rng=np.random.default_rng(0)), or "
             "module.rng for a module; see gradcheck.randomness"
         )
-    _ensure_unchanged(slots, "forward")
     dtypes = [slot.array.dtype for slot in slots if slot.differentiable] + [out.dtype]
     tolerance, dtype = resolve_tolerance(dtypes, eps, atol, rtol)
 
@@ -280,7 +299,7 @@ def _directional_row(slot: Slot, grad: np.ndarray, objective: Callable[[], float
     return replace(row, shape=slot.shape, worst_index=None, note=note)
 
 
-def _name(function: Any) -> str:
+def callable_name(function: Any) -> str:
     """``attention_forward`` for the function itself or a functools.partial of it."""
     inner = getattr(function, "func", function)
     return getattr(function, "__name__", None) or getattr(inner, "__name__", type(function).__name__)
@@ -324,13 +343,7 @@ def check(
     ``functools.partial`` or captured by the forward is rewound before every
     evaluation, so all evaluations see one mask (:mod:`gradcheck.randomness`).
     """
-    if not isinstance(inputs, (tuple, list)):
-        raise TypeError(f"inputs must be a tuple of arrays (for one input write (x,)); got {describe(inputs)}")
-    names = argument_names(forward, len(inputs)) if names is None else check_names(names, len(inputs))
-    slots = make_slots(inputs, names)
-    replay = Replay(forward)
-    try:
-        return run_check(f"check({_name(forward)}, {_name(backward)})", forward, backward, slots,
+    slots = input_slots(forward, inputs, names)
+    with replaying(forward) as replay:
+        return run_check(f"check({callable_name(forward)}, {callable_name(backward)})", forward, backward, slots,
                          eps=eps, atol=atol, rtol=rtol, fast=fast, seed=seed, replay=replay)
-    finally:
-        replay.rewind()

@@ -7,14 +7,15 @@ one engine (:func:`gradcheck.check.run_check`) serves functions and modules.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
 from numpy_attention._validation import describe
 
-from .check import Slot, align_gradients, argument_names, check_names, make_slots, run_check
+from .check import Slot, align_gradients, input_slots, make_slots, replaying, run_check
 from .randomness import Replay, reachable
 from .report import Report
 
@@ -87,6 +88,25 @@ class ModuleState:
             m._cache = cache
 
 
+@contextmanager
+def module_as_pair(module: Any, inputs: Sequence[Any], names: Sequence[str] | None,
+                   forward_kwargs: dict) -> Iterator[tuple[ModulePair, list[Slot], Replay]]:
+    """The module as a pair, the slots of its inputs then its parameters, and the replay of its generators.
+
+    On exit, the module is put back as it was: parameters, gradients, caches, generator states.
+    """
+    check_module_protocol(module)
+    slots = input_slots(module.forward, inputs, names)
+    param_slots = make_slots(list(module.params.values()), list(module.params), what="module.params")
+    pair = ModulePair(module, slots, forward_kwargs)
+    state = ModuleState(module)
+    try:
+        with replaying(module) as replay:
+            yield pair, slots + param_slots, replay
+    finally:
+        state.restore()
+
+
 def check_module(
     module: Any,
     *inputs: Any,
@@ -110,16 +130,6 @@ def check_module(
     The module is left as it was found: parameters, gradients, cached forward
     and generator states are restored, even when the check raises.
     """
-    check_module_protocol(module)
-    input_names = argument_names(module.forward, len(inputs)) if names is None else check_names(names, len(inputs))
-    input_slots = make_slots(inputs, input_names)
-    param_slots = make_slots(list(module.params.values()), list(module.params), what="module.params")
-    pair = ModulePair(module, input_slots, forward_kwargs)
-    state, replay = ModuleState(module), Replay(module)
-    try:
-        return run_check(f"check_module({type(module).__name__})", pair.forward, pair.backward,
-                         input_slots + param_slots, eps=eps, atol=atol, rtol=rtol, fast=fast, seed=seed,
-                         replay=replay)
-    finally:
-        state.restore()
-        replay.rewind()
+    with module_as_pair(module, inputs, names, forward_kwargs) as (pair, slots, replay):
+        return run_check(f"check_module({type(module).__name__})", pair.forward, pair.backward, slots,
+                         eps=eps, atol=atol, rtol=rtol, fast=fast, seed=seed, replay=replay)

@@ -23,9 +23,8 @@ import numpy as np
 
 from numpy_attention._validation import describe
 
-from .check import Slot, align_gradients, argument_names, check_names, make_slots, split_forward_result
-from .module_check import ModulePair, ModuleState, check_module_protocol, module_output
-from .randomness import Replay
+from .check import Slot, align_gradients, callable_name, input_slots, replaying, split_forward_result
+from .module_check import module_as_pair, module_output
 from .report import Report, Row, compare
 
 # (atol, rtol) by the dtype of our side; the reference always runs in float64.
@@ -147,18 +146,11 @@ def compare_with_torch(
     ``lambda q, k, v: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)``.
     Rows: ``output``, then ``d<name>`` per float input; numpy on the left, torch on the right.
     """
-    if not isinstance(inputs, (tuple, list)):
-        raise TypeError(f"inputs must be a tuple of arrays (for one input write (x,)); got {describe(inputs)}")
-    names = argument_names(forward, len(inputs)) if names is None else check_names(names, len(inputs))
-    slots = make_slots(inputs, names)
+    slots = input_slots(forward, inputs, names)
     reference = torch_reference(torch_forward, slots)
-    replay = Replay(forward)
-    try:
-        return run_comparison(f"compare_with_torch({getattr(forward, '__name__', 'forward')})", forward, backward,
-                              slots, reference, method=_torch_method(), labels=("numpy", "torch"),
-                              atol=atol, rtol=rtol, seed=seed)
-    finally:
-        replay.rewind()
+    with replaying(forward):
+        return run_comparison(f"compare_with_torch({callable_name(forward)})", forward, backward, slots, reference,
+                              method=_torch_method(), labels=("numpy", "torch"), atol=atol, rtol=rtol, seed=seed)
 
 
 def compare_module_with_torch(
@@ -178,25 +170,15 @@ def compare_module_with_torch(
     ``Linear``: ``lambda p, x: torch.nn.functional.linear(x, p["weight"], p["bias"])``.
     The module is left as it was found.
     """
-    check_module_protocol(module)
-    input_names = argument_names(module.forward, len(inputs)) if names is None else check_names(names, len(inputs))
-    input_slots = make_slots(inputs, input_names)
-    param_slots = make_slots(list(module.params.values()), list(module.params), what="module.params")
-    pair = ModulePair(module, input_slots, forward_kwargs)
-    num_inputs, param_names = len(input_slots), pair.param_names
+    with module_as_pair(module, inputs, names, forward_kwargs) as (pair, slots, _):
+        num_inputs, param_names = len(pair.input_slots), pair.param_names
 
-    def torch_function(*tensors: Any) -> Any:
-        return torch_forward(dict(zip(param_names, tensors[num_inputs:])), *tensors[:num_inputs])
+        def torch_function(*tensors: Any) -> Any:
+            return torch_forward(dict(zip(param_names, tensors[num_inputs:])), *tensors[:num_inputs])
 
-    reference = torch_reference(torch_function, input_slots + param_slots)
-    state, replay = ModuleState(module), Replay(module)
-    try:
         return run_comparison(f"compare_module_with_torch({type(module).__name__})", pair.forward, pair.backward,
-                              input_slots + param_slots, reference, method=_torch_method(),
+                              slots, torch_reference(torch_function, slots), method=_torch_method(),
                               labels=("numpy", "torch"), atol=atol, rtol=rtol, seed=seed)
-    finally:
-        state.restore()
-        replay.rewind()
 
 
 def compare_with_reference(
@@ -213,19 +195,13 @@ def compare_with_reference(
 
     Output only: this is how a forward bug is found without torch.
     """
-    if not isinstance(inputs, (tuple, list)):
-        raise TypeError(f"inputs must be a tuple of arrays (for one input write (x,)); got {describe(inputs)}")
-    names = argument_names(forward, len(inputs)) if names is None else check_names(names, len(inputs))
-    slots = make_slots(inputs, names)
+    slots = input_slots(forward, inputs, names)
 
     def reference(dout: np.ndarray) -> tuple[np.ndarray, None]:
         values = [s.array.astype(np.float64) if s.differentiable else s.array for s in slots]
         return module_output(reference_forward(*values), "reference_forward"), None
 
-    replay = Replay(forward)
-    try:
-        return run_comparison(f"compare_with_reference({getattr(forward, '__name__', 'forward')})", forward, None,
-                              slots, reference, method="NumPy reference forward, float64", labels=("numpy", label),
+    with replaying(forward):
+        return run_comparison(f"compare_with_reference({callable_name(forward)})", forward, None, slots, reference,
+                              method="NumPy reference forward, float64", labels=("numpy", label),
                               atol=atol, rtol=rtol, seed=0)
-    finally:
-        replay.rewind()

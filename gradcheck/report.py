@@ -8,7 +8,10 @@ The error measure, the same for every check:
   does; the report passes when every tensor does.
 * ``max_abs_error`` is ``max |actual - expected|``.
 * ``max_rel_error`` is scale-aware: ``max |actual - expected|`` divided by the
-  largest magnitude in either array, so a tiny element cannot blow it up.
+  largest magnitude in either array, so a tiny element cannot blow it up. The
+  divisor is at least ``atol / rtol``, the magnitude below which the absolute
+  tolerance rules: a gradient that is zero up to rounding (both sides ~1e-16)
+  then shows a tiny relative error instead of a meaningless 0.5.
 * ``worst_index`` is the element furthest outside the tolerance, the largest
   ``|actual - expected| / (atol + rtol * |expected|)``; ``actual`` and
   ``expected`` are the two values there. That is where to look for the bug.
@@ -59,7 +62,8 @@ def compare(
         outside = error / (atol + rtol * np.abs(expected))
     failed = int(np.count_nonzero(~(outside <= 1.0)))
     worst = np.unravel_index(int(np.argmax(np.nan_to_num(outside, nan=np.inf))), actual.shape)
-    scale = max(float(np.nanmax(np.abs(actual), initial=0.0)), float(np.nanmax(np.abs(expected), initial=0.0)))
+    floor = atol / rtol if rtol > 0 else atol
+    scale = max(float(np.nanmax(np.abs(actual), initial=0.0)), float(np.nanmax(np.abs(expected), initial=0.0)), floor)
     max_error = float(error.max())
     return Row(
         name=name,
@@ -122,7 +126,8 @@ class Report:
         """One line: PASSED, or FAILED naming the worst tensor, where, and the two values there."""
         if self.passed:
             checked = sum(row.status == "ok" for row in self.rows)
-            return f"PASSED: {checked} tensor{'s' if checked != 1 else ''} agree ({self.method})"
+            agree = "tensor agrees" if checked == 1 else "tensors agree"
+            return f"PASSED: {checked} {agree} ({self.method})"
         row = self.worst()
         where = f" at {row.worst_index}" if row.worst_index is not None else ""
         values = (

@@ -52,3 +52,20 @@ def softmax(x: Any, axis: int = -1) -> Any:
 
 def linear(x: Any, weight: Any, bias: Any = None) -> Any:
     return require_torch().nn.functional.linear(x, weight, bias)
+
+
+def multi_head_attention(x: Any, w_q: Any, b_q: Any, w_k: Any, b_k: Any, w_v: Any, b_v: Any, w_o: Any, b_o: Any,
+                         *, num_heads: int) -> Any:
+    """Self-attention through ``torch.nn.functional.multi_head_attention_forward``, batch first.
+
+    x is (batch, seq, embed); weights are (out_features, in_features) as in torch.
+    """
+    torch = require_torch()
+    seq_first = x.transpose(0, 1)
+    out, _ = torch.nn.functional.multi_head_attention_forward(
+        seq_first, seq_first, seq_first, x.shape[-1], num_heads,
+        in_proj_weight=None, in_proj_bias=torch.cat([b_q, b_k, b_v]), bias_k=None, bias_v=None,
+        add_zero_attn=False, dropout_p=0.0, out_proj_weight=w_o, out_proj_bias=b_o, training=False,
+        need_weights=False, use_separate_proj_weight=True, q_proj_weight=w_q, k_proj_weight=w_k, v_proj_weight=w_v,
+    )
+    return out.transpose(0, 1)
