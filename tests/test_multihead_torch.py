@@ -120,9 +120,15 @@ def run_case(torch, case: MHACase) -> dict[str, float]:
         out_t.backward(torch.tensor(dout))
         param_grads = torch_state(reference, grads=True)
 
-    pairs = {"output": (out, out_t.detach().numpy())}
+    pairs = {"output": (out, out_t)}
     if case.need_weights:
-        pairs["weights"] = (weights, weights_t.detach().numpy())
+        pairs["weights"] = (weights, weights_t)
+    return torch_errors(pairs, grads, tensors, module, param_grads)
+
+
+def torch_errors(pairs: dict, grads, tensors, module: MultiHeadAttention, param_grads: dict) -> dict[str, float]:
+    """Errors of the outputs in ``pairs`` (ours, torch tensor), the input and the parameter gradients."""
+    pairs = {name: (ours, theirs.detach().numpy()) for name, (ours, theirs) in pairs.items()}
     pairs.update(zip(("dquery", "dkey", "dvalue"), zip(grads, (t.grad.numpy() for t in tensors))))
     assert set(param_grads) == set(module.grads)
     pairs.update((name, (grad, param_grads[name])) for name, grad in module.grads.items())
@@ -233,3 +239,22 @@ def test_init_draws_from_torch_distributions():
                 assert abs(mine.std() / value.std() - 1) < 0.35, name
             else:  # uniform: the largest draw sits just below the bound
                 assert abs(np.abs(mine).max() / np.abs(value).max() - 1) < 0.02, name
+
+
+def test_fully_masked_rows_match_torchs_sdpa_path():
+    """Rows with no visible key: torch's need_weights=False path (SDPA) gives what we give, out_proj.bias."""
+    torch = require_torch()
+    case = MHACase({"embed_dim": 6, "num_heads": 3, "add_zero_attn": False}, batch=2, queries=3, keys=4,
+                   key_padding_mask=True, attn_mask="2d")
+    module, inputs, kwargs, dout = case.build()
+    kwargs["key_padding_mask"][1] = True  # batch entry 1 sees no key
+    kwargs["attn_mask"][0] = True  # query 0 sees no key
+    out, _ = module(*inputs, **kwargs)
+    np.testing.assert_array_equal(out[1], np.broadcast_to(module.params["out_proj.bias"], (3, 6)))
+    grads = module.backward(dout)
+    reference = module.to_torch()
+    tensors, call, masks = torch_inputs(torch, case, inputs, kwargs)
+    out_t, _ = reference(*call, **masks, need_weights=False)
+    out_t.backward(torch.tensor(dout))
+    errors = torch_errors({"output": (out, out_t)}, grads, tensors, module, torch_state(reference, grads=True))
+    assert all(e < (ZERO if k == EXACT_ZEROS else TOLERANCE) for k, e in errors.items()), errors

@@ -306,9 +306,10 @@ class MultiHeadAttention(Module):
 
         attention_forward, attention_backward = ATTENTION_IMPLS["naive" if need_weights else self.impl]
         dropout_p = self.dropout if self.training else 0.0
+        scale = 1.0 / math.sqrt(self.head_dim)  # per head: not 1/sqrt(embed_dim)
         heads, attention_cache = attention_forward(
             split_heads(q, self.num_heads), split_heads(k, self.num_kv_heads), split_heads(v, self.num_kv_heads),
-            mask, dropout_p, rng=self.rng,
+            mask, dropout_p, False, scale, rng=self.rng,
         )
         out, out_cache = F.linear_forward(merge_heads(heads), self.params["out_proj.weight"],
                                           self.params.get("out_proj.bias"))
