@@ -110,8 +110,8 @@ class MultiHeadAttention(Module):
     Where this module and torch differ, on purpose:
 
     - A query whose keys are all masked gets attention output 0, so its output
-      row equals ``out_proj.bias``, and its gradients are 0. torch returns NaN
-      there when ``need_weights=True``.
+      row equals ``out_proj.bias``, and its gradients are 0, as torch's
+      ``need_weights=False`` path gives; its ``need_weights=True`` path gives NaN.
     - ``is_causal=True`` alone builds the causal mask (torch requires ``attn_mask``
       too; passing both is accepted, and ``attn_mask`` is used). The keys appended
       by ``add_bias_kv`` / ``add_zero_attn`` stay attendable, as in torch's
@@ -119,8 +119,9 @@ class MultiHeadAttention(Module):
       early queries under ``is_causal``.
     - A boolean ``key_padding_mask`` with a float ``attn_mask`` (or the reverse) is a
       TypeError; torch warns that it is deprecated.
-    - With dropout, the returned weights are the dropped-out, rescaled
-      probabilities that multiplied the values, as torch returns them.
+
+    As in torch, with dropout the returned weights are the dropped-out, rescaled
+    probabilities that multiplied the values.
     """
 
     def __init__(
