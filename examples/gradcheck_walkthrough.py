@@ -1,6 +1,6 @@
 """Check a layer you wrote yourself: RMSNorm by hand, verified with gradcheck.
 
-    python examples/gradcheck_walkthrough.py [--outdir examples/figures]
+    python examples/gradcheck_walkthrough.py [--outdir examples/figures] [--no-torch]
 
 1. the layer as a functional pair, forward next to backward;
 2. ``gradcheck.check`` on it: it passes;
@@ -84,7 +84,9 @@ def step(title: str) -> None:
 
 
 def main() -> None:
-    args = parser(__doc__.splitlines()[0]).parse_args()
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--no-torch", action="store_true", help="skip step 6 even if torch is installed")
+    args = p.parse_args()
     rng = np.random.default_rng(0)
     x = rng.standard_normal((4, 6))
     gain = rng.uniform(0.5, 1.5, 6)  # a random point: at gain = 1 a backward that forgot gain would pass
@@ -111,7 +113,9 @@ def main() -> None:
     print(gradcheck.check_module(layer, x))
 
     step("6. against torch autograd")
-    if torch_available():
+    if args.no_torch:
+        print("skipped (--no-torch)")
+    elif torch_available():
         import torch
 
         def torch_rms_norm(x, gain):

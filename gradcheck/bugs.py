@@ -24,6 +24,7 @@ import numpy as np
 
 from numpy_attention import functional as F
 from numpy_attention.functional.attention import AttentionCache, dropout_scale
+from numpy_attention.functional.heads import merge_heads, split_heads
 from numpy_attention.functional.softmax import softmax, softmax_grad
 
 from . import torch_ops
@@ -101,18 +102,6 @@ class MultiHeadCache(NamedTuple):
     merge_heads: Callable
 
 
-def split_heads(x: np.ndarray, num_heads: int) -> np.ndarray:
-    """(B, T, D) -> (B, H, T, D/H): head h owns features h*d ... (h+1)*d - 1."""
-    batch, seq, dim = x.shape
-    return x.reshape(batch, seq, num_heads, dim // num_heads).transpose(0, 2, 1, 3)
-
-
-def merge_heads(x: np.ndarray) -> np.ndarray:
-    """(B, H, T, d) -> (B, T, H*d), the inverse of :func:`split_heads` (and so its backward)."""
-    batch, heads, seq, head_dim = x.shape
-    return x.transpose(0, 2, 1, 3).reshape(batch, seq, heads * head_dim)
-
-
 def split_heads_by_reshape(x: np.ndarray, num_heads: int) -> np.ndarray:
     """(B, T, D) read as if it were laid out (B, H, T, d): every "head" mixes tokens and features."""
     batch, seq, dim = x.shape
@@ -120,7 +109,11 @@ def split_heads_by_reshape(x: np.ndarray, num_heads: int) -> np.ndarray:
 
 
 def merge_heads_by_reshape(x: np.ndarray) -> np.ndarray:
-    """The inverse of :func:`split_heads_by_reshape`: consistent with the wrong split, so its backward is right."""
+    """The inverse of :func:`split_heads_by_reshape`: consistent with the wrong split, so its backward is right.
+
+    Right for the wrong split, that is: the (B, H, T, d) heads of an einsum
+    written for (B, T, H, d) read back the same wrong way.
+    """
     batch, heads, seq, head_dim = x.shape
     return x.reshape(batch, seq, heads * head_dim)
 
@@ -223,8 +216,13 @@ def _multi_head_case(**options: Any) -> Case:
     embed_dim, num_heads = 8, 2
     x, *params = _normal((2, 4, embed_dim), *[(embed_dim, embed_dim), (embed_dim,)] * 4, seed=5)
     params = [p / math.sqrt(embed_dim) for p in params]  # xavier-like: softmax neither flat nor saturated
+    names = [f"{p}_proj.{kind}" for p in ("q", "k", "v", "out") for kind in ("weight", "bias")]
+
+    def torch_forward(x: Any, *weights: Any) -> Any:
+        return torch_ops.multi_head_attention(dict(zip(names, weights)), x, num_heads=num_heads)
+
     return Case(functools.partial(multi_head_forward, num_heads=num_heads, **options), multi_head_backward,
-                (x, *params), torch_forward=functools.partial(torch_ops.multi_head_attention, num_heads=num_heads),
+                (x, *params), torch_forward=torch_forward,
                 numpy_reference=functools.partial(loop_multi_head_attention, num_heads=num_heads))
 
 

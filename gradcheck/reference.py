@@ -22,6 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from numpy_attention._validation import describe
+from numpy_attention.multihead.torch_interop import import_torch
 
 from .check import Slot, align_gradients, callable_name, input_slots, replaying, split_forward_result
 from .module_check import module_as_pair, module_output
@@ -32,16 +33,11 @@ REFERENCE_TOLERANCES = {
     np.dtype(np.float64): (1e-12, 1e-10),
     np.dtype(np.float32): (1e-5, 1e-4),
 }
-TORCH_MISSING = "compare_with_torch needs PyTorch, which is not installed: pip install 'numpy_attention[torch]'"
 
 
 def require_torch() -> Any:
     """Import torch lazily, or raise an ImportError that says what to install."""
-    try:
-        import torch
-    except ImportError as err:
-        raise ImportError(TORCH_MISSING) from err
-    return torch
+    return import_torch("compare_with_torch")
 
 
 def torch_available() -> bool:

@@ -6,7 +6,7 @@ and the torch counterpart when torch has one. Adding a configuration is one
 line::
 
     attention_entry("my-case", (2, 4, 3, 8), (2, 2, 5, 8), (2, 2, 5, 8), is_causal=True),
-    Entry("Linear/wide", lambda dt: linear_module_target(dt, (2, 3, 64), 64)),
+    mha_entry("my-case", keys=6, num_heads=4, num_kv_heads=2, dropout=0.1, training=True),
 
 Inputs are seeded standard-normal data; dropout draws from a seeded
 generator that the checks replay (see :mod:`gradcheck.randomness`).
@@ -44,8 +44,10 @@ class Target:
     module: Any = None
     forward_kwargs: dict = field(default_factory=dict)
     torch_forward: Callable | None = None
+    fast: bool = False  # always fast mode: too many elements for an exhaustive check in the time budget
 
     def check(self, fast: bool) -> Report:
+        fast = fast or self.fast
         if self.module is not None:
             return check_module(self.module, *self.inputs, fast=fast, **self.forward_kwargs)
         return check(self.forward, self.backward, self.inputs, fast=fast)
@@ -148,8 +150,71 @@ def linear_target(dtype: np.dtype, x_shape: tuple, out_features: int, bias: bool
     return Target(inputs, F.linear_forward, F.linear_backward, torch_forward=torch_ops.linear)
 
 
+def mha_target(
+    dtype: np.dtype, *, batch: int | None = 2, queries: int = 3, keys: int | None = None, training: bool = False,
+    masks: str | None = None, is_causal: bool = False, need_weights: bool = True, fast: bool = False,
+    embed_dim: int = 8, num_heads: int = 2, **options: Any,
+) -> Target:
+    """``MultiHeadAttention`` with non-zero biases; self-attention when ``keys`` is None.
+
+    ``masks``: None, "bool" (key_padding_mask and a (L, S) attn_mask, True = not allowed)
+    or "float" (key_padding_mask and a (N * H, L, S) attn_mask, added).
+    """
+    rng = np.random.default_rng(13)
+    module = na.MultiHeadAttention(embed_dim, num_heads, **options, dtype=dtype, rng=np.random.default_rng(12))
+    module.train(training)
+    for name, value in module.params.items():  # non-zero biases: a wrong bias gradient cannot hide behind zeros
+        if "bias" in name:
+            value[...] = rng.standard_normal(value.shape)
+
+    def layout(seq: int, features: int) -> tuple:
+        if batch is None:
+            return (seq, features)
+        return (batch, seq, features) if options.get("batch_first", True) else (seq, batch, features)
+
+    if keys is None:
+        shapes = [layout(queries, embed_dim)]
+    else:
+        shapes = [layout(queries, embed_dim), layout(keys, module.kdim), layout(keys, module.vdim)]
+    inputs = tuple(normal(dtype, *shapes, seed=14))
+    kwargs = {"is_causal": is_causal, "need_weights": need_weights}
+    if masks is not None:
+        kwargs.update(attention_masks(masks, batch, num_heads, queries, keys or queries, module.dtype))
+    dropout_mask = None
+    if training and module.dropout:  # the mask our forward will draw: torch is handed the same one
+        state = module.rng.bit_generator.state
+        module(*inputs, **kwargs)
+        dropout_mask = module.saved_cache().attention.dropout_mask
+        module.rng.bit_generator.state, module._cache = state, None
+    torch_forward = functools.partial(
+        torch_ops.multi_head_attention, num_heads=num_heads, batch_first=module.batch_first,
+        add_zero_attn=module.add_zero_attn, dropout_mask=dropout_mask, dropout_p=module.dropout, **kwargs,
+    )
+    return Target(inputs, module=module, forward_kwargs=kwargs, torch_forward=torch_forward, fast=fast)
+
+
+def attention_masks(kind: str, batch: int | None, heads: int, queries: int, keys: int, dtype: np.dtype) -> dict:
+    """torch MultiheadAttention masks (True / -inf = not allowed); key 0 always stays allowed."""
+    rng = np.random.default_rng(15)
+    padding_shape = (keys,) if batch is None else (batch, keys)
+    mask_shape = (queries, keys) if kind == "bool" else ((batch or 1) * heads, queries, keys)
+    blocked = rng.random(padding_shape) < 0.3, rng.random(mask_shape) < 0.3
+    for mask in blocked:
+        mask[..., 0] = False
+    if kind == "bool":
+        return {"key_padding_mask": blocked[0], "attn_mask": blocked[1]}
+    additive = [np.where(mask, -np.inf, rng.standard_normal(mask.shape)).astype(dtype) for mask in blocked]
+    if batch is None:
+        additive[1] = additive[1].reshape(heads, queries, keys)
+    return {"key_padding_mask": additive[0], "attn_mask": additive[1]}
+
+
 def attention_entry(name: str, q: tuple, k: tuple, v: tuple, **options: Any) -> Entry:
     return Entry(f"attention/{name}", lambda dt: attention_target(dt, q, k, v, **options))
+
+
+def mha_entry(name: str, **options: Any) -> Entry:
+    return Entry(f"MultiHeadAttention/{name}", lambda dt: mha_target(dt, **options))
 
 
 B, H = 2, 2
@@ -190,4 +255,20 @@ ENTRIES: list[Entry] = [
     Entry("ScaledDotProductAttention/causal-scale", lambda dt: sdpa_module_target(dt, is_causal=True, scale=0.5)),
     Entry("ScaledDotProductAttention/dropout-train", lambda dt: sdpa_module_target(dt, dropout=0.3)),
     Entry("ScaledDotProductAttention/dropout-eval", lambda dt: sdpa_module_target(dt, dropout=0.3, training=False)),
+    mha_entry("self-attention"),
+    mha_entry("cross-kdim-vdim", keys=4, kdim=5, vdim=6),
+    mha_entry("no-bias", keys=4, bias=False),
+    mha_entry("bias-kv-zero-attn", keys=4, add_bias_kv=True, add_zero_attn=True),
+    mha_entry("bool-masks", keys=4, masks="bool"),
+    mha_entry("float-masks-bias-kv", keys=4, masks="float", add_bias_kv=True),
+    mha_entry("causal", is_causal=True),
+    mha_entry("causal-bool-padding", is_causal=True, masks="bool"),
+    mha_entry("seq-first", keys=4, batch_first=False),
+    mha_entry("unbatched", batch=None, keys=4, masks="bool"),
+    mha_entry("dropout-train", dropout=0.3, training=True),
+    mha_entry("dropout-eval", dropout=0.3),
+    mha_entry("no-weights", need_weights=False),
+    mha_entry("gqa", num_heads=4, num_kv_heads=2),
+    mha_entry("mqa-causal-dropout", num_heads=4, num_kv_heads=1, is_causal=True, dropout=0.2, training=True),
+    mha_entry("wide-64", batch=2, queries=16, embed_dim=64, num_heads=8, fast=True),
 ]

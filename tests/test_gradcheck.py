@@ -294,3 +294,37 @@ def test_numerical_gradients_of_a_non_contiguous_input():
     dout = np.random.default_rng(1).standard_normal((3, 4))
     (grad,) = gradcheck.numerical_gradients(lambda x: np.sin(x), [x], dout)
     assert rel_error(grad, np.cos(x) * dout) < 1e-8
+
+
+def test_multihead_attention_every_parameter_checked_and_restored(rng):
+    module = na.MultiHeadAttention(8, 2, dropout=0.3, rng=np.random.default_rng(0))  # training: dropout on
+    x = random_like(rng, (2, 3, 8))
+    module(x)
+    module.backward(random_like(rng, (2, 3, 8)))
+    params, grads = module.state_dict(), {k: g.copy() for k, g in module.grads.items()}
+    rng_state = module.rng.bit_generator.state
+    report = gradcheck.check_module(module, x)
+    assert report.passed, report
+    assert [row.name for row in report.rows] == ["query", *module.params]
+    assert all(np.array_equal(module.params[k], v) for k, v in params.items())
+    assert all(np.array_equal(module.grads[k], g) for k, g in grads.items())
+    assert module.rng.bit_generator.state == rng_state
+
+    key, value = random_like(rng, (2, 4, 8)), random_like(rng, (2, 4, 8))
+    padding = np.zeros((2, 4), dtype=bool)
+    padding[0, 3] = True
+    report = gradcheck.check_module(module, x, key, value, key_padding_mask=padding, fast=True)
+    assert report.passed and [row.name for row in report.rows][:3] == ["query", "key", "value"]
+
+
+def test_a_wrong_parameter_gradient_is_named():
+    class LateBias(na.MultiHeadAttention):
+        def backward(self, dout):
+            dx = super().backward(dout)
+            self.grads["out_proj.bias"] *= 1.01  # 1 % off, one parameter
+            return dx
+
+    module = LateBias(8, 2, rng=np.random.default_rng(0))
+    report = gradcheck.check_module(module, np.random.default_rng(1).standard_normal((2, 3, 8)))
+    assert [row.name for row in report.failures] == ["out_proj.bias"]
+    assert report.failures[0].num_failed == 8

@@ -30,9 +30,10 @@ def test_every_entry_passes_in_float32_fast(capsys):
 
 def test_suite_covers_every_op_and_module():
     families = {entry.name.split("/")[0] for entry in ENTRIES}
-    assert {"softmax", "linear", "attention", "Linear", "ScaledDotProductAttention"} <= families
+    assert {"softmax", "linear", "attention", "Linear", "ScaledDotProductAttention", "MultiHeadAttention"} <= families
     names = " ".join(entry.name for entry in ENTRIES)
-    for option in ("gqa", "mqa", "causal", "dropout", "bool-mask", "float-mask", "scale", "no-bias", "unbatched"):
+    for option in ("gqa", "mqa", "causal", "dropout", "bool-mask", "float-mask", "scale", "no-bias", "unbatched",
+                   "kdim-vdim", "bias-kv-zero-attn", "seq-first", "no-weights", "wide-64"):
         assert option in names
     assert len({entry.name for entry in ENTRIES}) == len(ENTRIES)
 
