@@ -12,6 +12,7 @@ from . import functional, optim
 from .functional import scaled_dot_product_attention
 from .layers import Embedding, Linear, ScaledDotProductAttention
 from .module import Module
+from .multihead import MultiHeadAttention
 from .optim import Adam
 
 __version__ = "0.1.0"
@@ -21,6 +22,7 @@ __all__ = [
     "Embedding",
     "Linear",
     "Module",
+    "MultiHeadAttention",
     "ScaledDotProductAttention",
     "functional",
     "optim",
