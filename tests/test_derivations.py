@@ -23,6 +23,7 @@ import pkgutil
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import gradcheck
@@ -248,3 +249,14 @@ def test_name_collection_tells_library_references_from_other_code():
 def test_section_pointers_may_wrap_over_lines():
     docstring = 'See docs/derivations.md, section "Tiled attention:\n    online softmax forward".'
     assert section_pointers(docstring) == ["Tiled attention: online softmax forward"]
+
+
+def test_key_bias_gets_no_gradient_unless_keys_are_appended(rng):
+    """The document's claim in "add_bias_kv and add_zero_attn": softmax ignores a per-row shift."""
+    x = rng.standard_normal((3, 5, 8))
+    for add_zero_attn, expect_zero in ((False, True), (True, False)):
+        attention = numpy_attention.MultiHeadAttention(8, 2, add_zero_attn=add_zero_attn, rng=0)
+        out, _ = attention(x)
+        attention.backward(rng.standard_normal(out.shape))
+        key_bias, query_bias = attention.grads["k_proj.bias"], attention.grads["q_proj.bias"]
+        assert (np.abs(key_bias).max() < 1e-12 * np.abs(query_bias).max()) == expect_zero
