@@ -133,9 +133,12 @@ def align_gradients(grads: Any, slots: Sequence[Slot], who: str = "backward") ->
     """Match what a backward returned to the slots, with a clear error for a wrong count, type or shape.
 
     Accepted: one gradient per input (None or anything at a skipped input), or
-    one per differentiable input; a single array for a single gradient; and
-    trailing Nones past the inputs (linear's ``dbias`` when there is no bias).
+    one per differentiable input; a single array for a single gradient;
+    trailing Nones past the inputs (linear's ``dbias`` when there is no bias);
+    None when no input is differentiable (``Embedding.backward``).
     """
+    if grads is None and not any(slot.differentiable for slot in slots):
+        grads = [None] * len(slots)  # e.g. Embedding.backward: indices have no gradient
     if isinstance(grads, np.ndarray):
         grads = (grads,)
     elif not isinstance(grads, (tuple, list)):

@@ -58,7 +58,7 @@ def compare(
         return Row(name, actual.shape, "ok", 0.0, 0.0, note=note or "empty")
     with np.errstate(invalid="ignore"):
         error = np.abs(actual - expected)
-        error[np.isnan(error)] = np.inf  # a NaN on either side is never a match
+        error = np.where(np.isnan(error), np.inf, error)  # a NaN on either side is never a match
         outside = error / (atol + rtol * np.abs(expected))
     failed = int(np.count_nonzero(~(outside <= 1.0)))
     worst = np.unravel_index(int(np.argmax(np.nan_to_num(outside, nan=np.inf))), actual.shape)

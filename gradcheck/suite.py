@@ -45,6 +45,7 @@ class Target:
     forward_kwargs: dict = field(default_factory=dict)
     torch_forward: Callable | None = None
     fast: bool = False  # always fast mode: too many elements for an exhaustive check in the time budget
+    skip_finite_differences: str = ""  # the reason, when the gradient is by design not the derivative
 
     def check(self, fast: bool) -> Report:
         fast = fast or self.fast
@@ -142,6 +143,42 @@ def softmax_target(dtype: np.dtype, shape: tuple, axis: int = -1) -> Target:
     x = (3 * x).astype(dtype)  # peaked rows as well as flat ones
     return Target((x,), functools.partial(F.softmax_forward, axis=axis), F.softmax_backward,
                   torch_forward=functools.partial(torch_ops.softmax, axis=axis))
+
+
+def embedding_target(dtype: np.dtype, indices_shape: tuple, padding_idx: int | None = None) -> Target:
+    """The lookup of a (7, 4) table; with ``padding_idx``, the indices use that row too."""
+    rng = np.random.default_rng(8)
+    indices = rng.integers(0, 7, indices_shape)
+    (weight,) = normal(dtype, (7, 4), seed=9)
+    if padding_idx is None:
+        return Target((indices, weight), F.embedding_forward, F.embedding_backward, torch_forward=torch_ops.embedding)
+    indices.flat[0] = padding_idx
+    forward = functools.partial(F.embedding_forward, padding_idx=padding_idx)
+    return Target((indices, weight), forward, F.embedding_backward,
+                  torch_forward=functools.partial(torch_ops.embedding, padding_idx=padding_idx),
+                  skip_finite_differences="the padding row gets no gradient by design (as in torch), "
+                                          "not the derivative of the lookup")
+
+
+def embedding_module_target(dtype: np.dtype) -> Target:
+    indices = np.random.default_rng(10).integers(0, 7, (2, 5))
+    module = na.Embedding(7, 4, dtype=dtype, rng=np.random.default_rng(11))
+    return Target((indices,), module=module, torch_forward=lambda params, i: torch_ops.embedding(i, params["weight"]))
+
+
+def cross_entropy_target(dtype: np.dtype, logits_shape: tuple, reduction: str = "mean",
+                         ignore_index: int | None = None) -> Target:
+    """Softmax cross-entropy on seeded logits (classes on axis 1, as in torch); some targets ignored if asked."""
+    (logits,) = normal(dtype, logits_shape, seed=12)
+    classes = logits_shape[1] if len(logits_shape) > 1 else logits_shape[0]
+    target_shape = logits_shape[:1] + logits_shape[2:] if len(logits_shape) > 1 else ()
+    target = np.random.default_rng(13).integers(0, classes, target_shape)
+    options = {"reduction": reduction}
+    if ignore_index is not None:
+        target.flat[::3] = ignore_index
+        options["ignore_index"] = ignore_index
+    return Target((logits, target), functools.partial(F.cross_entropy_forward, **options), F.cross_entropy_backward,
+                  torch_forward=functools.partial(torch_ops.cross_entropy, **options))
 
 
 def linear_target(dtype: np.dtype, x_shape: tuple, out_features: int, bias: bool = True) -> Target:
@@ -247,6 +284,12 @@ ENTRIES: list[Entry] = [
     attention_entry("gqa-causal-dropout", (B, 4, 4, 3), (B, 2, 4, 3), (B, 2, 4, 5), is_causal=True, dropout_p=0.25),
     attention_entry("gqa-mask-dropout-scale", (1, 4, 3, 4), (1, 2, 5, 4), (1, 2, 5, 3), mask="float",
                     dropout_p=0.2, scale=0.3),
+    Entry("embedding/2d-indices", lambda dt: embedding_target(dt, (3, 5))),
+    Entry("embedding/padding-idx", lambda dt: embedding_target(dt, (2, 6), padding_idx=2)),
+    Entry("cross_entropy/mean", lambda dt: cross_entropy_target(dt, (4, 5))),
+    Entry("cross_entropy/sum-unbatched", lambda dt: cross_entropy_target(dt, (5,), reduction="sum")),
+    Entry("cross_entropy/none-spatial", lambda dt: cross_entropy_target(dt, (2, 5, 3), reduction="none")),
+    Entry("cross_entropy/ignore-index", lambda dt: cross_entropy_target(dt, (6, 4), ignore_index=-100)),
     Entry("Linear/2d", lambda dt: linear_module_target(dt, (3, 4), 5)),
     Entry("Linear/3d", lambda dt: linear_module_target(dt, (2, 3, 4), 5)),
     Entry("Linear/no-bias", lambda dt: linear_module_target(dt, (2, 3, 4), 5, bias=False)),
@@ -255,6 +298,7 @@ ENTRIES: list[Entry] = [
     Entry("ScaledDotProductAttention/causal-scale", lambda dt: sdpa_module_target(dt, is_causal=True, scale=0.5)),
     Entry("ScaledDotProductAttention/dropout-train", lambda dt: sdpa_module_target(dt, dropout=0.3)),
     Entry("ScaledDotProductAttention/dropout-eval", lambda dt: sdpa_module_target(dt, dropout=0.3, training=False)),
+    Entry("Embedding/lookup", embedding_module_target),
     mha_entry("self-attention"),
     mha_entry("cross-kdim-vdim", keys=4, kdim=5, vdim=6),
     mha_entry("no-bias", keys=4, bias=False),

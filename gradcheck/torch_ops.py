@@ -60,6 +60,14 @@ def softmax(x: Any, axis: int = -1) -> Any:
     return require_torch().softmax(x, dim=axis)
 
 
+def embedding(indices: Any, weight: Any, padding_idx: int | None = None) -> Any:
+    return require_torch().nn.functional.embedding(indices, weight, padding_idx)
+
+
+def cross_entropy(logits: Any, target: Any, ignore_index: int = -100, reduction: str = "mean") -> Any:
+    return require_torch().nn.functional.cross_entropy(logits, target, ignore_index=ignore_index, reduction=reduction)
+
+
 def linear(x: Any, weight: Any, bias: Any = None) -> Any:
     return require_torch().nn.functional.linear(x, weight, bias)
 

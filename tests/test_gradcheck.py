@@ -328,3 +328,17 @@ def test_a_wrong_parameter_gradient_is_named():
     report = gradcheck.check_module(module, np.random.default_rng(1).standard_normal((2, 3, 8)))
     assert [row.name for row in report.failures] == ["out_proj.bias"]
     assert report.failures[0].num_failed == 8
+
+
+def test_scalar_losses_and_index_inputs(rng):
+    logits, target = random_like(rng, (4, 5)), rng.integers(0, 5, 4)
+    report = gradcheck.check(F.cross_entropy_forward, F.cross_entropy_backward, (logits, target))
+    assert report.passed and [row.status for row in report.rows] == ["ok", "skipped"]  # 0-d loss, int target
+    halved = gradcheck.check(F.cross_entropy_forward, lambda d, c: F.cross_entropy_backward(d, c) / 2,
+                             (logits, target))
+    assert [row.name for row in halved.failures] == ["logits"]
+
+    embedding = na.Embedding(6, 3, rng=np.random.default_rng(0))  # its backward returns None: no input gradient
+    report = gradcheck.check_module(embedding, rng.integers(0, 6, (2, 4)))
+    assert report.passed and [(row.name, row.status) for row in report.rows] == [("indices", "skipped"),
+                                                                                   ("weight", "ok")]

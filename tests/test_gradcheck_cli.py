@@ -30,7 +30,8 @@ def test_every_entry_passes_in_float32_fast(capsys):
 
 def test_suite_covers_every_op_and_module():
     families = {entry.name.split("/")[0] for entry in ENTRIES}
-    assert {"softmax", "linear", "attention", "Linear", "ScaledDotProductAttention", "MultiHeadAttention"} <= families
+    assert {"softmax", "linear", "attention", "embedding", "cross_entropy", "Linear", "Embedding",
+            "ScaledDotProductAttention", "MultiHeadAttention"} <= families
     names = " ".join(entry.name for entry in ENTRIES)
     for option in ("gqa", "mqa", "causal", "dropout", "bool-mask", "float-mask", "scale", "no-bias", "unbatched",
                    "kdim-vdim", "bias-kv-zero-attn", "seq-first", "no-weights", "wide-64"):
@@ -46,6 +47,9 @@ def test_only_and_json(tmp_path, capsys):
     assert [e["name"] for e in data["entries"]] == ["softmax/last-axis", "softmax/axis-0", "softmax/axis-1"]
     assert data["entries"][0]["reports"][0]["rows"][0]["name"] == "x"
     capsys.readouterr()
+    assert cli.main(["--only", "embedding/padding-idx", "--json", str(path)]) == 0
+    assert "finite differences  skipped: the padding row gets no gradient by design" in capsys.readouterr().out
+    assert json.loads(path.read_text())["entries"][0]["skipped_finite_differences"].startswith("the padding row")
     assert cli.main(["--only", "Linear/*", "--list"]) == 0
     assert capsys.readouterr().out.split() == ["Linear/2d", "Linear/3d", "Linear/no-bias"]
     assert cli.main(["--only", "no-such-entry"]) == 1
