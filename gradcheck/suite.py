@@ -15,6 +15,7 @@ generator that the checks replay (see :mod:`gradcheck.randomness`).
 from __future__ import annotations
 
 import functools
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -22,6 +23,8 @@ import numpy as np
 
 import numpy_attention as na
 from numpy_attention import functional as F
+from numpy_attention.functional.attention import attention_scores_shape
+from numpy_attention.layers import ATTENTION_IMPLS
 
 from . import torch_ops
 from .check import check
@@ -71,12 +74,6 @@ def normal(dtype: np.dtype, *shapes: tuple, seed: int = 0) -> list[np.ndarray]:
     return [rng.standard_normal(shape).astype(dtype) for shape in shapes]
 
 
-def scores_shape(q: tuple, k: tuple, v: tuple) -> tuple:
-    if len(q) == 2:
-        return (q[0], k[0])
-    return (*np.broadcast_shapes(q[:-3], k[:-3], v[:-3]), q[-3], q[-2], k[-2])
-
-
 def make_mask(kind: str | None, shape: tuple, seed: int = 1) -> np.ndarray | None:
     """A boolean mask (True = may attend) or a float mask with some -inf; every row keeps key 0."""
     if kind is None:
@@ -99,36 +96,64 @@ def make_mask(kind: str | None, shape: tuple, seed: int = 1) -> np.ndarray | Non
     raise ValueError(f"unknown mask kind {kind!r}")
 
 
+def attention_pair(impl: str) -> tuple[Callable, Callable]:
+    """The forward/backward registered as ``impl``; the tiled one with small tiles, so that L and S span several."""
+    forward, backward = ATTENTION_IMPLS[impl]
+    if "block_size" in inspect.signature(forward).parameters:
+        forward = functools.partial(forward, block_size=2)
+    return forward, backward
+
+
 def attention_target(
     dtype: np.dtype, q_shape: tuple, k_shape: tuple, v_shape: tuple, *, mask: str | None = None,
     mask_shape: tuple | None = None, is_causal: bool = False, dropout_p: float = 0.0, scale: float | None = None,
+    impl: str = "naive",
 ) -> Target:
-    """The attention pair on seeded q, k, v with the given options (dropout from a replayed generator)."""
+    """The attention pair ``impl`` on seeded q, k, v with the given options (dropout from a replayed generator)."""
     q, k, v = normal(dtype, q_shape, k_shape, v_shape)
-    attn_mask = make_mask(mask, mask_shape or scores_shape(q_shape, k_shape, v_shape))
+    attn_mask = make_mask(mask, mask_shape or attention_scores_shape(q, k, v))
     options = dict(attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale)
-    forward = functools.partial(F.attention_forward, **options, rng=np.random.default_rng(7))
+    pair_forward, backward = attention_pair(impl)
+    forward = functools.partial(pair_forward, **options, rng=np.random.default_rng(7))
     # torch cannot draw our dropout mask: hand it the one our forward draws from the same seed.
-    dropout_mask = F.attention_forward(q, k, v, **options, rng=np.random.default_rng(7))[1].dropout_mask
-    torch_forward = functools.partial(torch_ops.attention, attn_mask=attn_mask, is_causal=is_causal, scale=scale,
-                                      dropout_mask=dropout_mask, dropout_p=dropout_p)
-    return Target((q, k, v), forward, F.attention_backward, torch_forward=torch_forward)
+    dropout_mask = dropout_mask_of(pair_forward(q, k, v, **options, rng=np.random.default_rng(7))[1], dropout_p)
+    torch_forward = None if dropout_mask is MASK_UNKNOWN else functools.partial(
+        torch_ops.attention, attn_mask=attn_mask, is_causal=is_causal, scale=scale, dropout_mask=dropout_mask,
+        dropout_p=dropout_p)
+    return Target((q, k, v), forward, backward, torch_forward=torch_forward)
+
+
+MASK_UNKNOWN = object()
+
+
+def dropout_mask_of(cache: Any, dropout_p: float) -> Any:
+    """The keep-mask a forward drew (None without dropout); MASK_UNKNOWN if its cache does not hold it."""
+    if not dropout_p:
+        return None
+    return getattr(getattr(cache, "attention", cache), "dropout_mask", MASK_UNKNOWN)
+
+
+def module_dropout_mask(module: Any, inputs: tuple, kwargs: dict) -> Any:
+    """The mask the module's next forward will draw: one forward, then its generator and cache put back."""
+    dropout_p = module.dropout if module.training else 0.0
+    state, cache = module.rng.bit_generator.state, module._cache
+    module(*inputs, **kwargs)
+    mask = dropout_mask_of(module.saved_cache(), dropout_p)
+    module.rng.bit_generator.state, module._cache = state, cache
+    return mask
 
 
 def sdpa_module_target(dtype: np.dtype, *, dropout: float = 0.0, scale: float | None = None, training: bool = True,
-                       mask: str | None = None, is_causal: bool = False) -> Target:
+                       mask: str | None = None, is_causal: bool = False, impl: str = "naive") -> Target:
     """``ScaledDotProductAttention`` on (2, 2, 4, 3) queries and (2, 2, 5, 3) keys/values."""
     q, k, v = normal(dtype, (2, 2, 4, 3), (2, 2, 5, 3), (2, 2, 5, 2), seed=2)
-    module = na.ScaledDotProductAttention(dropout, scale, rng=np.random.default_rng(11)).train(training)
-    attn_mask = make_mask(mask, (4, 5))
-    dropout_mask = None
-    if dropout and training:
-        dropout_mask = F.attention_forward(q, k, v, attn_mask, dropout, is_causal, scale,
-                                           rng=np.random.default_rng(11))[1].dropout_mask
-    reference = functools.partial(torch_ops.attention, attn_mask=attn_mask, is_causal=is_causal, scale=scale,
-                                  dropout_mask=dropout_mask, dropout_p=dropout)
-    return Target((q, k, v), module=module, forward_kwargs=dict(attn_mask=attn_mask, is_causal=is_causal),
-                  torch_forward=lambda params, q, k, v: reference(q, k, v))
+    module = na.ScaledDotProductAttention(dropout, scale, impl=impl, rng=np.random.default_rng(11)).train(training)
+    kwargs = dict(attn_mask=make_mask(mask, (4, 5)), is_causal=is_causal)
+    dropout_mask = module_dropout_mask(module, (q, k, v), kwargs)
+    reference = functools.partial(torch_ops.attention, **kwargs, scale=scale, dropout_mask=dropout_mask,
+                                  dropout_p=dropout)
+    return Target((q, k, v), module=module, forward_kwargs=kwargs,
+                  torch_forward=None if dropout_mask is MASK_UNKNOWN else lambda params, q, k, v: reference(q, k, v))
 
 
 def linear_module_target(dtype: np.dtype, x_shape: tuple, out_features: int, bias: bool = True) -> Target:
@@ -217,13 +242,8 @@ def mha_target(
     kwargs = {"is_causal": is_causal, "need_weights": need_weights}
     if masks is not None:
         kwargs.update(attention_masks(masks, batch, num_heads, queries, keys or queries, module.dtype))
-    dropout_mask = None
-    if training and module.dropout:  # the mask our forward will draw: torch is handed the same one
-        state = module.rng.bit_generator.state
-        module(*inputs, **kwargs)
-        dropout_mask = module.saved_cache().attention.dropout_mask
-        module.rng.bit_generator.state, module._cache = state, None
-    torch_forward = functools.partial(
+    dropout_mask = module_dropout_mask(module, inputs, kwargs)  # torch is handed the mask our forward draws
+    torch_forward = None if dropout_mask is MASK_UNKNOWN else functools.partial(
         torch_ops.multi_head_attention, num_heads=num_heads, batch_first=module.batch_first,
         add_zero_attn=module.add_zero_attn, dropout_mask=dropout_mask, dropout_p=module.dropout, **kwargs,
     )
@@ -316,3 +336,24 @@ ENTRIES: list[Entry] = [
     mha_entry("mqa-causal-dropout", num_heads=4, num_kv_heads=1, is_causal=True, dropout=0.2, training=True),
     mha_entry("wide-64", batch=2, queries=16, embed_dim=64, num_heads=8, fast=True),
 ]
+
+
+def tiled_entries(impl: str) -> list[Entry]:
+    """The configurations that tell a tiled implementation apart, for an ``impl`` other than "naive"."""
+    return [
+        attention_entry(f"{impl}-batch-heads", *QKV, impl=impl),
+        attention_entry(f"{impl}-gqa-causal-L>S", (B, 4, 5, 4), (B, 2, 3, 4), (B, 2, 3, 3), is_causal=True,
+                        impl=impl),
+        attention_entry(f"{impl}-float-mask-scale", *QKV, mask="float", scale=0.6, impl=impl),
+        attention_entry(f"{impl}-fully-masked-row", *QKV, mask="empty-row", impl=impl),
+        attention_entry(f"{impl}-unbatched", (3, 4), (5, 4), (5, 2), impl=impl),
+        attention_entry(f"{impl}-dropout", *QKV, dropout_p=0.3, impl=impl),
+        Entry(f"ScaledDotProductAttention/{impl}-mask-dropout",
+              lambda dt: sdpa_module_target(dt, mask="bool", dropout=0.2, impl=impl)),
+        mha_entry(f"{impl}-no-weights-gqa", num_heads=4, num_kv_heads=2, need_weights=False, impl=impl),
+        mha_entry(f"{impl}-no-weights-masks", keys=4, masks="bool", need_weights=False, impl=impl),
+    ]
+
+
+# Every implementation registered besides the naive one (the tiled "flash" pair, once it is merged).
+ENTRIES += [entry for impl in sorted(ATTENTION_IMPLS) if impl != "naive" for entry in tiled_entries(impl)]

@@ -7,11 +7,13 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from example_runner import ROOT
 
 import gradcheck.__main__ as cli
-from gradcheck import bugs
+from gradcheck import bugs, suite
+from gradcheck.reference import torch_available
 from gradcheck.suite import ENTRIES, Entry, Target
 
 
@@ -89,3 +91,24 @@ def test_dropout_entries_really_drop(name):
         assert (target.module(*target.inputs)[0] != out).any()
     else:
         assert target.forward(*target.inputs)[1].dropout_mask is not None
+
+
+def test_a_registered_tiled_implementation_gets_its_entries(monkeypatch):
+    """The flash pair registers itself in ATTENTION_IMPLS; the suite then checks it on the tiling-sensitive cases."""
+    from numpy_attention import functional as F
+    from numpy_attention.layers import ATTENTION_IMPLS
+
+    block_sizes = set()
+
+    def tiled_forward(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, *, rng=None,
+                      block_size=64):
+        block_sizes.add(block_size)
+        return F.attention_forward(q, k, v, attn_mask, dropout_p, is_causal, scale, rng=rng)
+
+    monkeypatch.setitem(ATTENTION_IMPLS, "tiled", (tiled_forward, F.attention_backward))
+    entries = suite.tiled_entries("tiled")
+    assert any(e.name.startswith("MultiHeadAttention/tiled") for e in entries)
+    for entry in entries:
+        result = cli.run_entry(entry, np.dtype(np.float64), fast=True, use_torch=torch_available())
+        assert result["error"] is None and all(report.passed for report in result["reports"]), entry.name
+    assert 2 in block_sizes  # the functional entries ask for tiles smaller than L and S
