@@ -215,6 +215,8 @@ def test_names_can_be_given():
 def test_forward_must_return_out_and_cache():
     with pytest.raises(TypeError, match=r"forward must return \(out, cache\).*got array of shape \(3, 5\)"):
         gradcheck.check(lambda x: x * 2, lambda dout, cache: dout * 2, (np.ones((3, 5)),))
+    with pytest.raises(TypeError, match=r"forward must return \(out, cache\).*tuple of length 3"):
+        gradcheck.check(lambda x: (2 * x, None, None), lambda dout, cache: 2 * dout, (np.ones(3),))
     with pytest.raises(TypeError, match="float32/float64 array as its output; got list"):
         gradcheck.check(lambda x: ([1.0], None), lambda dout, cache: dout, (np.ones(3),))
 
