@@ -1,0 +1,271 @@
+"""Malformed calls across the public API: each gives the right error type and a message naming the argument.
+
+One table, one test. Every row is a call that must be rejected, the error type,
+the argument the message has to name, and a pattern for what it received or
+expected (a shape, a dtype, a value). Rows that need a weight file read it from
+the ``bad_files`` fixture, which writes each broken file once.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pytest
+
+import numpy_attention as na
+from numpy_attention import functional as F
+
+
+def zeros(*shape, dtype=np.float64):
+    return np.zeros(shape, dtype)
+
+
+def qkv(q=(2, 3, 4), k=(2, 5, 4), v=(2, 5, 3), dtype=np.float64):
+    rng = np.random.default_rng(0)
+    return tuple(rng.standard_normal(s).astype(dtype) for s in (q, k, v))
+
+
+def attention(**options):
+    return F.attention_forward(*qkv(), **options)
+
+
+def linear_module(dtype=np.float64):
+    return na.Linear(4, 3, dtype=dtype, rng=np.random.default_rng(0))
+
+
+def state(**replace):
+    """Linear(4, 3)'s state dict with some entries replaced (None removes one)."""
+    result = {**linear_module().state_dict(), **replace}
+    return {name: value for name, value in result.items() if value is not None}
+
+
+def forwarded(module, *inputs):
+    module(*inputs)
+    return module
+
+
+@dataclass(frozen=True)
+class Bad:
+    name: str
+    call: Callable  # call(files) with files the mapping of bad weight files
+    error: type
+    argument: str  # must appear verbatim in the message
+    detail: str = ""  # a regex for what was received / expected
+
+
+BAD_CALLS = [
+    # softmax
+    Bad("softmax-bool", lambda f: F.softmax_forward(np.ones(3, bool)), TypeError, "x", "dtype bool"),
+    Bad("softmax-complex", lambda f: F.softmax_forward(zeros(3).astype(complex)), TypeError, "x", "complex128"),
+    Bad("softmax-str", lambda f: F.softmax_forward("logits"), TypeError, "x", "str"),
+    Bad("softmax-ragged", lambda f: F.softmax_forward([[1.0, 2.0], [3.0]]), ValueError, "x", "ragged"),
+    Bad("softmax-0d", lambda f: F.softmax_forward(np.float64(1.0)), ValueError, "x", r"at least 1.*\(\)"),
+    Bad("softmax-axis-range", lambda f: F.softmax_forward(zeros(2, 3), axis=2), ValueError, "axis",
+        r"\[-2, 2\).*got 2"),
+    Bad("softmax-axis-float", lambda f: F.softmax_forward(zeros(2, 3), axis=1.0), TypeError, "axis", "float"),
+    Bad("softmax-axis-bool", lambda f: F.softmax_forward(zeros(2, 3), axis=True), TypeError, "axis", "bool"),
+    Bad("softmax-dout-shape", lambda f: F.softmax_backward(zeros(3, 2), F.softmax_forward(zeros(2, 3))[1]),
+        ValueError, "dout", r"\(2, 3\).*\(3, 2\)"),
+    Bad("softmax-dout-dtype", lambda f: F.softmax_backward(zeros(2, 3, dtype=np.float32),
+                                                           F.softmax_forward(zeros(2, 3))[1]),
+        TypeError, "dout", "float64.*float32"),
+    Bad("softmax-dout-object", lambda f: F.softmax_backward(zeros(2, 3).astype(object),
+                                                            F.softmax_forward(zeros(2, 3))[1]),
+        TypeError, "dout", "object"),
+    Bad("softmax-foreign-cache", lambda f: F.softmax_backward(zeros(2, 3), attention()[1]),
+        TypeError, "cache", "SoftmaxCache.*AttentionCache"),
+    # linear
+    Bad("linear-weight-1d", lambda f: F.linear_forward(zeros(2, 4), zeros(4)), ValueError, "weight", r"\(4,\)"),
+    Bad("linear-in-features", lambda f: F.linear_forward(zeros(2, 5), zeros(3, 4)), ValueError, "x", r"4.*\(2, 5\)"),
+    Bad("linear-x-0d", lambda f: F.linear_forward(np.float64(1.0), zeros(3, 4)), ValueError, "x", r"\(\)"),
+    Bad("linear-bias-shape", lambda f: F.linear_forward(zeros(2, 4), zeros(3, 4), zeros(4)),
+        ValueError, "bias", r"\(3,\).*\(4,\)"),
+    Bad("linear-mixed-dtype", lambda f: F.linear_forward(zeros(2, 4, dtype=np.float32), zeros(3, 4)),
+        TypeError, "weight", "float32.*float64"),
+    Bad("linear-x-object", lambda f: F.linear_forward(zeros(2, 4).astype(object), zeros(3, 4)),
+        TypeError, "x", "object"),
+    Bad("linear-weight-complex", lambda f: F.linear_forward(zeros(2, 4), zeros(3, 4).astype(complex)),
+        TypeError, "weight", "complex"),
+    Bad("linear-dout-shape", lambda f: F.linear_backward(zeros(2, 4), F.linear_forward(zeros(2, 4), zeros(3, 4))[1]),
+        ValueError, "dout", r"\(2, 3\).*\(2, 4\)"),
+    Bad("linear-swapped-args", lambda f: F.linear_backward(F.linear_forward(zeros(2, 4), zeros(3, 4))[1], zeros(2, 3)),
+        TypeError, "cache", "LinearCache.*array of shape"),
+    # attention: shapes
+    Bad("attn-rank-1", lambda f: F.attention_forward(zeros(4), zeros(4), zeros(4)), ValueError, "q, k, v",
+        "at least 2"),
+    Bad("attn-ranks-differ", lambda f: F.attention_forward(*qkv(q=(3, 4), k=(1, 5, 4), v=(1, 5, 3))),
+        ValueError, "q, k, v", r"\(3, 4\), \(1, 5, 4\)"),
+    Bad("attn-embed-mismatch", lambda f: F.attention_forward(*qkv(k=(2, 5, 6))), ValueError, "q and k",
+        r"\(2, 3, 4\).*\(2, 5, 6\)"),
+    Bad("attn-key-length-mismatch", lambda f: F.attention_forward(*qkv(v=(2, 6, 3))), ValueError, "k and v",
+        r"\(2, 5, 4\).*\(2, 6, 3\)"),
+    Bad("attn-heads-not-divisible", lambda f: F.attention_forward(*qkv(q=(3, 3, 4))), ValueError, "Hq",
+        "Hq = 3.*Hkv = 2"),
+    Bad("attn-zero-kv-heads", lambda f: F.attention_forward(*qkv(k=(0, 5, 4), v=(0, 5, 3))), ValueError, "Hkv",
+        "Hq = 2.*Hkv = 0"),
+    Bad("attn-kv-heads-differ", lambda f: F.attention_forward(*qkv(v=(1, 5, 3))), ValueError, "k and v",
+        "number of heads"),
+    Bad("attn-batch-broadcast", lambda f: F.attention_forward(*qkv(q=(2, 2, 3, 4), k=(3, 2, 5, 4), v=(3, 2, 5, 3))),
+        ValueError, "q, k, v", r"q: \(2,\), k: \(3,\)"),
+    # attention: masks and options
+    Bad("attn-mask-shape", lambda f: attention(attn_mask=np.ones((5, 3), bool)), ValueError, "attn_mask",
+        r"\(5, 3\).*\(2, 3, 5\)"),
+    Bad("attn-mask-enlarges", lambda f: attention(attn_mask=np.ones((4, 2, 3, 5), bool)), ValueError, "attn_mask",
+        r"\(4, 2, 3, 5\).*\(2, 3, 5\)"),
+    Bad("attn-mask-int", lambda f: attention(attn_mask=np.ones((3, 5), int)), TypeError, "attn_mask", "int64"),
+    Bad("attn-mask-complex", lambda f: attention(attn_mask=np.ones((3, 5), complex)), TypeError, "attn_mask",
+        "complex"),
+    Bad("attn-mask-str", lambda f: attention(attn_mask="causal"), TypeError, "attn_mask", "str"),
+    Bad("attn-mask-and-causal", lambda f: attention(attn_mask=np.ones((3, 5), bool), is_causal=True),
+        ValueError, "attn_mask", "is_causal"),
+    Bad("attn-dropout-1", lambda f: attention(dropout_p=1.0), ValueError, "dropout_p", r"\[0, 1\).*1\.0"),
+    Bad("attn-dropout-negative", lambda f: attention(dropout_p=-0.1), ValueError, "dropout_p", "-0.1"),
+    Bad("attn-dropout-nan", lambda f: attention(dropout_p=float("nan")), ValueError, "dropout_p", "nan"),
+    Bad("attn-dropout-str", lambda f: attention(dropout_p="0.1"), TypeError, "dropout_p", "str"),
+    Bad("attn-causal-str", lambda f: attention(is_causal="yes"), TypeError, "is_causal", "str"),
+    Bad("attn-scale-inf", lambda f: attention(scale=float("inf")), ValueError, "scale", "inf"),
+    Bad("attn-scale-array", lambda f: attention(scale=np.ones(2)), TypeError, "scale", "array of shape"),
+    Bad("attn-rng-str", lambda f: attention(dropout_p=0.1, rng="seed"), TypeError, "rng", "str"),
+    # attention: dtypes
+    Bad("attn-q-bool", lambda f: F.attention_forward(np.ones((3, 4), bool), zeros(5, 4), zeros(5, 3)),
+        TypeError, "q", "bool"),
+    Bad("attn-k-complex", lambda f: F.attention_forward(zeros(3, 4), zeros(5, 4).astype(complex), zeros(5, 3)),
+        TypeError, "k", "complex"),
+    Bad("attn-v-object", lambda f: F.attention_forward(zeros(3, 4), zeros(5, 4), zeros(5, 3).astype(object)),
+        TypeError, "v", "object"),
+    Bad("attn-mixed-dtype", lambda f: F.attention_forward(*qkv()[:2], qkv(dtype=np.float32)[2]),
+        TypeError, "q, k, v", "v: float32"),
+    Bad("attn-q-list-of-str", lambda f: F.attention_forward([["a"]], zeros(1, 1), zeros(1, 1)), TypeError, "q", "<U1"),
+    # attention: backward
+    Bad("attn-dout-shape", lambda f: F.attention_backward(zeros(2, 3, 4), attention()[1]), ValueError, "dout",
+        r"\(2, 3, 3\).*\(2, 3, 4\)"),
+    Bad("attn-dout-dtype", lambda f: F.attention_backward(zeros(2, 3, 3, dtype=np.float32), attention()[1]),
+        TypeError, "dout", "float64.*float32"),
+    Bad("attn-dout-complex", lambda f: F.attention_backward(zeros(2, 3, 3).astype(complex), attention()[1]),
+        TypeError, "dout", "complex"),
+    Bad("attn-foreign-cache", lambda f: F.attention_backward(zeros(2, 3), F.softmax_forward(zeros(2, 3))[1]),
+        TypeError, "cache", "AttentionCache.*SoftmaxCache"),
+    Bad("sdpa-convenience-mask", lambda f: na.scaled_dot_product_attention(*qkv(), attn_mask=np.ones(4, bool)),
+        ValueError, "attn_mask", r"\(4,\)"),
+    # Linear module
+    Bad("Linear-in-zero", lambda f: na.Linear(0, 3), ValueError, "in_features", "0"),
+    Bad("Linear-out-float", lambda f: na.Linear(2, 2.5), TypeError, "out_features", "2.5"),
+    Bad("Linear-dtype-int", lambda f: na.Linear(2, 3, dtype=np.int32), TypeError, "dtype", "int32"),
+    Bad("Linear-dtype-unknown", lambda f: na.Linear(2, 3, dtype="float128x"), TypeError, "dtype", "float128x"),
+    Bad("Linear-rng", lambda f: na.Linear(2, 3, rng=0.5), TypeError, "rng", "float"),
+    Bad("Linear-x-features", lambda f: linear_module()(zeros(2, 5)), ValueError, "x", r"\(2, 5\)"),
+    Bad("Linear-x-dtype", lambda f: linear_module()(zeros(2, 4, dtype=np.float32)), TypeError, "x", "float32"),
+    Bad("Linear-backward-first", lambda f: linear_module().backward(zeros(2, 3)), ValueError, "backward()",
+        "before forward"),
+    Bad("Linear-dout-shape", lambda f: forwarded(linear_module(), zeros(2, 4)).backward(zeros(3, 3)),
+        ValueError, "dout", r"\(2, 3\).*\(3, 3\)"),
+    Bad("Linear-dout-dtype", lambda f: forwarded(linear_module(np.float32), zeros(2, 4, dtype=np.float32))
+        .backward(zeros(2, 3)), TypeError, "dout", "float32.*float64"),
+    Bad("Module-train-str", lambda f: linear_module().train("no"), TypeError, "mode", "str"),
+    # ScaledDotProductAttention module
+    Bad("SDPA-dropout-1", lambda f: na.ScaledDotProductAttention(dropout=1.0), ValueError, "dropout", "1.0"),
+    Bad("SDPA-scale-nan", lambda f: na.ScaledDotProductAttention(scale=float("nan")), ValueError, "scale", "nan"),
+    Bad("SDPA-impl", lambda f: na.ScaledDotProductAttention(impl="fast"), ValueError, "impl", "'fast'"),
+    Bad("SDPA-backward-first", lambda f: na.ScaledDotProductAttention().backward(zeros(2, 3)), ValueError,
+        "backward()", "before forward"),
+    Bad("SDPA-mask-dtype", lambda f: na.ScaledDotProductAttention()(*qkv(), attn_mask=np.ones((3, 5), np.int8)),
+        TypeError, "attn_mask", "int8"),
+    Bad("SDPA-dout-shape", lambda f: forwarded(na.ScaledDotProductAttention(), *qkv()).backward(zeros(2, 3, 4)),
+        ValueError, "dout", r"\(2, 3, 3\)"),
+    # load_state_dict
+    Bad("state-not-mapping", lambda f: linear_module().load_state_dict([("weight", zeros(3, 4))]), TypeError,
+        "state_dict", "list"),
+    Bad("state-missing-key", lambda f: linear_module().load_state_dict(state(bias=None)), ValueError, "state_dict",
+        r"missing \['bias'\]"),
+    Bad("state-extra-key", lambda f: linear_module().load_state_dict(state(scale=zeros(1))), ValueError,
+        "state_dict", r"unexpected \['scale'\]"),
+    Bad("state-shape", lambda f: linear_module().load_state_dict(state(weight=zeros(4, 3))), ValueError,
+        "state_dict['weight']", r"\(3, 4\).*\(4, 3\)"),
+    Bad("state-nan", lambda f: linear_module().load_state_dict(state(bias=np.array([0.0, np.nan, 0.0]))),
+        ValueError, "state_dict['bias']", "NaN"),
+    Bad("state-inf", lambda f: linear_module().load_state_dict(state(weight=np.full((3, 4), -np.inf))),
+        ValueError, "state_dict['weight']", "inf"),
+    Bad("state-overflows-float32", lambda f: linear_module(np.float32).load_state_dict(state(bias=np.full(3, 1e300))),
+        ValueError, "state_dict['bias']", "float32"),
+    Bad("state-complex", lambda f: linear_module().load_state_dict(state(weight=zeros(3, 4).astype(complex))),
+        TypeError, "state_dict['weight']", "complex"),
+    Bad("state-bool", lambda f: linear_module().load_state_dict(state(bias=np.ones(3, bool))), TypeError,
+        "state_dict['bias']", "bool"),
+    Bad("state-list", lambda f: linear_module().load_state_dict(state(bias=[0.0, 0.0, 0.0])), TypeError,
+        "state_dict['bias']", "list"),
+    # weight files
+    Bad("file-truncated", lambda f: linear_module().load(f["truncated"]), ValueError, "truncated.npz"),
+    Bad("file-garbage", lambda f: linear_module().load(f["garbage"]), ValueError, "garbage.npz"),
+    Bad("file-pickled-object", lambda f: linear_module().load(f["pickled"]), ValueError, "pickled.npz", "pickle"),
+    Bad("file-other-shapes", lambda f: linear_module().load(f["other_shapes"]), ValueError, "other_shapes.npz",
+        r"state_dict\['weight'\].*\(3, 4\).*\(3, 5\)"),
+    Bad("file-other-keys", lambda f: linear_module().load(f["other_keys"]), ValueError, "other_keys.npz",
+        r"missing \['bias'\]"),
+    Bad("file-complex", lambda f: linear_module().load(f["complex"]), ValueError, "complex.npz", "complex"),
+    Bad("file-single-npy", lambda f: linear_module().load(f["single"]), ValueError, "single.npy", "single array"),
+    Bad("file-bad-crc", lambda f: linear_module().load(f["bad_crc"]), ValueError, "bad_crc.npz", "CRC"),
+    Bad("file-corrupt-deflate", lambda f: linear_module().load(f["bad_deflate"]), ValueError, "bad_deflate.npz"),
+    Bad("file-huge-shape", lambda f: linear_module().load(f["huge_shape"]), ValueError, "huge_shape.npz",
+        "MemoryError"),
+    Bad("load-path-int", lambda f: linear_module().load(3), TypeError, "path", "int"),
+    Bad("save-path-none", lambda f: linear_module().save(None), TypeError, "path", "None"),
+]
+
+
+def _flip_byte(data: bytes, offset: int) -> bytes:
+    return data[:offset] + bytes([data[offset] ^ 0xFF]) + data[offset + 1:]
+
+
+def write_bad_files(folder) -> dict:
+    """Each kind of broken weight file, for Linear(4, 3)."""
+    good = folder / "good.npz"
+    linear_module().save(good)
+    data = good.read_bytes()
+    weight_data = zipfile.ZipFile(good).getinfo("weight.npy").header_offset + 30 + len("weight.npy") + 130
+    files = {name: folder / f"{name}.npz" for name in
+             ("truncated", "garbage", "pickled", "other_shapes", "other_keys", "complex", "bad_crc", "bad_deflate")}
+    files["truncated"].write_bytes(data[: len(data) // 2])
+    files["garbage"].write_bytes(b"PK\x03\x04" + bytes(range(256)))
+    np.savez(files["pickled"], weight=np.array([{"a": 1}] * 12, dtype=object).reshape(3, 4), bias=zeros(3))
+    np.savez(files["other_shapes"], weight=zeros(3, 5), bias=zeros(3))
+    np.savez(files["other_keys"], weight=zeros(3, 4), b=zeros(3))
+    np.savez(files["complex"], weight=zeros(3, 4).astype(complex), bias=zeros(3))
+    files["bad_crc"].write_bytes(_flip_byte(data, weight_data))
+    np.savez_compressed(files["bad_deflate"], weight=np.arange(12.0).reshape(3, 4), bias=zeros(3))
+    compressed = files["bad_deflate"].read_bytes()
+    files["bad_deflate"].write_bytes(_flip_byte(compressed, 30 + len("weight.npy") + 20))
+    files["single"] = folder / "single.npy"
+    np.save(files["single"], zeros(3, 4))
+    files["huge_shape"] = folder / "huge_shape.npz"  # a header promising petabytes: MemoryError inside NumPy
+    with zipfile.ZipFile(good) as archive:
+        # The longer shape eats into the header's space padding: the header still parses.
+        weight = archive.read("weight.npy").replace(b"'shape': (3, 4), ", b"'shape': (" + b"9" * 15 + b",),")
+        with zipfile.ZipFile(files["huge_shape"], "w") as broken:
+            broken.writestr("weight.npy", weight)
+            broken.writestr("bias.npy", archive.read("bias.npy"))
+    return files
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    return write_bad_files(tmp_path_factory.mktemp("weights"))
+
+
+def test_the_table_is_large_and_distinct():
+    assert len(BAD_CALLS) >= 40
+    assert len({bad.name for bad in BAD_CALLS}) == len(BAD_CALLS)
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("bad", BAD_CALLS, ids=[bad.name for bad in BAD_CALLS])
+def test_malformed_call_is_rejected_naming_the_argument(bad, bad_files):
+    with pytest.raises(bad.error) as info:
+        bad.call(bad_files)
+    message = str(info.value)
+    assert type(info.value) is bad.error, f"{type(info.value).__name__}: {message}"
+    assert bad.argument in message, message
+    assert re.search(bad.detail, message), message

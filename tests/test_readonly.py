@@ -1,0 +1,124 @@
+"""Inputs and upstream gradients are never written to: every public call works on read-only arrays.
+
+Each call gets arrays with ``flags.writeable = False`` (so any in-place write
+raises), and afterwards every array must still equal its copy taken before.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pytest
+
+import numpy_attention as na
+from numpy_attention import functional as F
+
+
+def frozen(rng: np.random.Generator, *shape: int, dtype=np.float64) -> np.ndarray:
+    array = rng.standard_normal(shape).astype(dtype)
+    array.flags.writeable = False
+    return array
+
+
+def freeze(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
+
+
+def softmax_calls(rng, dtype):
+    x = frozen(rng, 2, 3, 4, dtype=dtype)
+    for axis in (-1, 0):
+        y, cache = F.softmax_forward(x, axis=axis)
+        yield [x], y, lambda dout, cache=cache: F.softmax_backward(dout, cache)
+
+
+def linear_calls(rng, dtype):
+    x, weight, bias = frozen(rng, 2, 3, 4, dtype=dtype), frozen(rng, 5, 4, dtype=dtype), frozen(rng, 5, dtype=dtype)
+    for b in (bias, None):
+        out, cache = F.linear_forward(x, weight, b)
+        yield [x, weight, bias], out, lambda dout, cache=cache: F.linear_backward(dout, cache)
+
+
+def attention_calls(rng, dtype):
+    q, k, v = frozen(rng, 2, 4, 3, 4, dtype=dtype), frozen(rng, 2, 2, 5, 4, dtype=dtype), frozen(rng, 2, 2, 5, 3)
+    v = freeze(v.astype(dtype))
+    bool_mask = freeze(rng.random((3, 5)) > 0.3)
+    float_mask = frozen(rng, 4, 1, 5)  # float64 even for float32 inputs: cast, never written
+    empty_row = np.ones((3, 5), bool)
+    empty_row[1] = False
+    freeze(empty_row)
+    for options in ({}, {"attn_mask": bool_mask}, {"attn_mask": float_mask}, {"attn_mask": empty_row},
+                    {"is_causal": True, "dropout_p": 0.3}, {"scale": 0.2}):
+        masks = [options["attn_mask"]] if "attn_mask" in options else []
+        out, cache = F.attention_forward(q, k, v, **options, rng=np.random.default_rng(0))
+        yield [q, k, v, *masks], out, lambda dout, cache=cache: F.attention_backward(dout, cache)
+        na.scaled_dot_product_attention(q, k, v, **options, rng=np.random.default_rng(0))
+    unbatched = frozen(rng, 3, 4, dtype=dtype)
+    out, cache = F.attention_forward(unbatched, unbatched, unbatched)
+    yield [unbatched], out, lambda dout, cache=cache: F.attention_backward(dout, cache)
+
+
+def module_calls(rng, dtype):
+    layer = na.Linear(4, 5, dtype=dtype, rng=rng)
+    x = frozen(rng, 2, 3, 4, dtype=dtype)
+    yield [x], layer(x), layer.backward
+    attention = na.ScaledDotProductAttention(dropout=0.2, rng=rng)
+    q, k, v = (frozen(rng, 2, 3, 4, dtype=dtype) for _ in range(3))
+    mask = freeze(np.tri(3, dtype=bool))
+    out, weights = attention(q, k, v, attn_mask=mask)
+    yield [q, k, v, mask], out, attention.backward
+
+
+def as_tuple(grads) -> tuple:
+    return (grads,) if isinstance(grads, np.ndarray) else tuple(grads)
+
+
+CALLS: dict[str, Callable] = {
+    "softmax": softmax_calls,
+    "linear": linear_calls,
+    "attention": attention_calls,
+    "modules": module_calls,
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("family", sorted(CALLS))
+def test_public_calls_accept_read_only_inputs_and_dout(family, dtype, rng):
+    calls = 0
+    for inputs, out, backward in CALLS[family](rng, dtype):
+        copies = [x.copy() for x in inputs]
+        dout = frozen(rng, *out.shape, dtype=dtype)
+        dout_copy = dout.copy()
+        first = backward(dout)
+        second = backward(dout)  # the cache is not consumed or modified by a backward either
+        for a, b in zip(as_tuple(first), as_tuple(second)):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(dout, dout_copy)
+        for x, copy in zip(inputs, copies):
+            assert not x.flags.writeable
+            np.testing.assert_array_equal(x, copy)
+        calls += 1
+    assert calls >= 2
+
+
+def test_load_state_dict_accepts_read_only_values_and_keeps_them_apart(rng):
+    layer = na.Linear(4, 3, rng=rng)
+    state = {name: frozen(rng, *value.shape) for name, value in layer.params.items()}
+    copies = {name: value.copy() for name, value in state.items()}
+    layer.load_state_dict(state)
+    for name, value in state.items():
+        np.testing.assert_array_equal(value, copies[name])
+        np.testing.assert_array_equal(layer.params[name], value)
+        assert not np.shares_memory(layer.params[name], value)
+    layer(frozen(rng, 2, 4))
+    layer.backward(frozen(rng, 2, 3))  # training on after loading: the loaded arrays stay as they were
+    for name, value in state.items():
+        np.testing.assert_array_equal(value, copies[name])
+
+
+def test_state_dict_is_a_copy(rng):
+    layer = na.Linear(4, 3, rng=rng)
+    state = layer.state_dict()
+    state["weight"] += 1.0
+    assert not np.array_equal(state["weight"], layer.params["weight"])
