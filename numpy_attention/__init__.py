@@ -12,12 +12,14 @@ from . import functional
 from .functional import scaled_dot_product_attention
 from .layers import Linear, ScaledDotProductAttention
 from .module import Module
+from .multihead import MultiHeadAttention
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Linear",
     "Module",
+    "MultiHeadAttention",
     "ScaledDotProductAttention",
     "functional",
     "scaled_dot_product_attention",

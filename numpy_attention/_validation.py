@@ -167,11 +167,8 @@ def broadcast_batch(shapes: Sequence[tuple], names: Sequence[str]) -> tuple:
         raise ValueError(f"batch dimensions of {', '.join(names)} do not broadcast; got {got}") from None
 
 
-def as_mask(mask: Any, name: str, target_shape: tuple, dtype: np.dtype) -> np.ndarray:
-    """A boolean mask, or a float mask cast to ``dtype``, broadcastable to ``target_shape``.
-
-    The mask may not enlarge the result: it has to broadcast *to* ``target_shape``.
-    """
+def as_mask_array(mask: Any, name: str, dtype: np.dtype) -> np.ndarray:
+    """A boolean mask as is, or a float mask cast to ``dtype``; anything else is a TypeError."""
     if not isinstance(mask, np.ndarray):
         if isinstance(mask, (list, tuple)):
             mask = np.asarray(mask)
@@ -185,6 +182,15 @@ def as_mask(mask: Any, name: str, target_shape: tuple, dtype: np.dtype) -> np.nd
             mask = mask.astype(dtype, copy=False)
     else:
         raise TypeError(f"{name} must have dtype bool or a float dtype; got dtype {mask.dtype}")
+    return mask
+
+
+def as_mask(mask: Any, name: str, target_shape: tuple, dtype: np.dtype) -> np.ndarray:
+    """A boolean mask, or a float mask cast to ``dtype``, broadcastable to ``target_shape``.
+
+    The mask may not enlarge the result: it has to broadcast *to* ``target_shape``.
+    """
+    mask = as_mask_array(mask, name, dtype)
     try:
         fits = np.broadcast_shapes(mask.shape, target_shape) == tuple(target_shape)
     except ValueError:
