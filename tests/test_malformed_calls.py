@@ -37,6 +37,10 @@ def linear_module(dtype=np.float64):
     return na.Linear(4, 3, dtype=dtype, rng=np.random.default_rng(0))
 
 
+def mha(**options):
+    return na.MultiHeadAttention(4, 2, **options, rng=0)
+
+
 def state(**replace):
     """Linear(4, 3)'s state dict with some entries replaced (None removes one)."""
     result = {**linear_module().state_dict(), **replace}
@@ -176,6 +180,51 @@ BAD_CALLS = [
         TypeError, "attn_mask", "int8"),
     Bad("SDPA-dout-shape", lambda f: forwarded(na.ScaledDotProductAttention(), *qkv()).backward(zeros(2, 3, 4)),
         ValueError, "dout", r"\(2, 3, 3\)"),
+    # MultiHeadAttention
+    Bad("MHA-heads-not-divisible", lambda f: na.MultiHeadAttention(6, 4), ValueError, "embed_dim",
+        "embed_dim=6, num_heads=4"),
+    Bad("MHA-kv-heads-not-divisor", lambda f: na.MultiHeadAttention(6, 3, num_kv_heads=2), ValueError,
+        "num_kv_heads", "num_heads=3, num_kv_heads=2"),
+    Bad("MHA-kv-heads-zero", lambda f: na.MultiHeadAttention(4, 2, num_kv_heads=0), ValueError, "num_kv_heads", "0"),
+    Bad("MHA-kdim-float", lambda f: na.MultiHeadAttention(4, 2, kdim=2.5), TypeError, "kdim", "2.5"),
+    Bad("MHA-add-bias-kv-str", lambda f: na.MultiHeadAttention(4, 2, add_bias_kv="yes"), TypeError, "add_bias_kv",
+        "str"),
+    Bad("MHA-query-width", lambda f: mha()(zeros(2, 3, 5)), ValueError, "query", r"embed_dim = 4.*\(2, 3, 5\)"),
+    Bad("MHA-key-width", lambda f: mha(kdim=3)(zeros(2, 3, 4), zeros(2, 5, 4), zeros(2, 5, 4)), ValueError, "key",
+        r"kdim = 3.*\(2, 5, 4\)"),
+    Bad("MHA-value-width", lambda f: mha(vdim=2)(zeros(2, 3, 4), zeros(2, 5, 4), zeros(2, 5, 4)), ValueError,
+        "value", r"vdim = 2.*\(2, 5, 4\)"),
+    Bad("MHA-query-4d", lambda f: mha()(zeros(1, 2, 3, 4)), ValueError, "query", r"\(1, 2, 3, 4\)"),
+    Bad("MHA-batch-mismatch", lambda f: mha()(zeros(2, 3, 4), zeros(3, 5, 4), zeros(3, 5, 4)), ValueError,
+        "query and key", r"\(2, 3, 4\).*\(3, 5, 4\)"),
+    Bad("MHA-key-without-value", lambda f: mha()(zeros(2, 3, 4), zeros(2, 5, 4)), ValueError, "key and value",
+        "value None"),
+    Bad("MHA-query-dtype", lambda f: mha()(zeros(2, 3, 4, dtype=np.float32)), TypeError, "query", "float32"),
+    Bad("MHA-attn-mask-shape", lambda f: mha()(zeros(2, 3, 4), attn_mask=np.zeros((3, 4), bool)), ValueError,
+        "attn_mask", r"\(3, 3\).*\(4, 3, 3\).*\(3, 4\)"),
+    Bad("MHA-padding-mask-shape", lambda f: mha()(zeros(2, 3, 4), key_padding_mask=np.zeros((3, 2), bool)),
+        ValueError, "key_padding_mask", r"\(2, 3\).*\(3, 2\)"),
+    Bad("MHA-mixed-mask-kinds", lambda f: mha()(zeros(2, 3, 4), attn_mask=zeros(3, 3),
+                                                key_padding_mask=np.zeros((2, 3), bool)),
+        TypeError, "key_padding_mask and attn_mask", "bool.*float64"),
+    Bad("MHA-attn-mask-int", lambda f: mha()(zeros(2, 3, 4), attn_mask=np.zeros((3, 3), int)), TypeError,
+        "attn_mask", "int64"),
+    Bad("MHA-need-weights-none", lambda f: mha()(zeros(2, 3, 4), need_weights=None), TypeError, "need_weights",
+        "None"),
+    Bad("MHA-backward-first", lambda f: mha().backward(zeros(2, 3, 4)), ValueError, "backward()", "before forward"),
+    Bad("MHA-dout-shape", lambda f: forwarded(mha(), zeros(2, 3, 4)).backward(zeros(2, 4, 3)), ValueError, "dout",
+        r"\(2, 3, 4\).*\(2, 4, 3\)"),
+    Bad("MHA-dout-dtype", lambda f: forwarded(mha(), zeros(2, 3, 4)).backward(zeros(2, 3, 4, dtype=np.float32)),
+        TypeError, "dout", "float32"),
+    Bad("MHA-state-missing-bias-k", lambda f: mha(add_bias_kv=True).load_state_dict(mha().state_dict()),
+        ValueError, "state_dict", r"missing \['bias_k', 'bias_v'\]"),
+    Bad("MHA-state-torch-packed-names", lambda f: mha().load_state_dict(
+        {"in_proj_weight": zeros(12, 4), "in_proj_bias": zeros(12), "out_proj.weight": zeros(4, 4),
+         "out_proj.bias": zeros(4)}), ValueError, "state_dict", r"unexpected \['in_proj_bias', 'in_proj_weight'\]"),
+    Bad("MHA-state-kv-heads", lambda f: mha().load_state_dict(mha(num_kv_heads=1).state_dict()), ValueError,
+        "state_dict['k_proj.weight']", r"\(4, 4\).*\(2, 4\)"),
+    Bad("MHA-file-kv-heads", lambda f: mha().load(f["mha_one_kv_head"]), ValueError, "mha_one_kv_head.npz",
+        r"k_proj.weight.*\(4, 4\).*\(2, 4\)"),
     # load_state_dict
     Bad("state-not-mapping", lambda f: linear_module().load_state_dict([("weight", zeros(3, 4))]), TypeError,
         "state_dict", "list"),
@@ -240,6 +289,8 @@ def write_bad_files(folder) -> dict:
     files["bad_deflate"].write_bytes(_flip_byte(compressed, 30 + len("weight.npy") + 20))
     files["single"] = folder / "single.npy"
     np.save(files["single"], zeros(3, 4))
+    files["mha_one_kv_head"] = folder / "mha_one_kv_head.npz"
+    mha(num_kv_heads=1).save(files["mha_one_kv_head"])
     files["huge_shape"] = folder / "huge_shape.npz"  # a header promising petabytes: MemoryError inside NumPy
     with zipfile.ZipFile(good) as archive:
         # The longer shape eats into the header's space padding: the header still parses.

@@ -81,11 +81,25 @@ def every_op(dtype, rng):
     yield "ScaledDotProductAttention", out
     yield from zip(("SDPA dq", "SDPA dk", "SDPA dv"), sdpa.backward(random_like(rng, out.shape, dtype)))
 
+    mha = na.MultiHeadAttention(4, 2, dropout=0.1, add_bias_kv=True, add_zero_attn=True, num_kv_heads=1,
+                                dtype=dtype, rng=rng)
+    query, key, value = (random_like(rng, (2, n, 4), dtype) for n in (3, 5, 5))
+    padding = rng.random((2, 5)) < 0.3  # float64 masks cast, bool masks stay bool
+    for kwargs in ({"key_padding_mask": padding}, {"attn_mask": rng.standard_normal((3, 5)), "need_weights": False}):
+        out, weights = mha(query, key, value, average_attn_weights=False, **kwargs)
+        yield "MultiHeadAttention", out
+        if weights is not None:
+            yield "MultiHeadAttention weights", weights
+        yield from zip(("MHA dquery", "MHA dkey", "MHA dvalue"), mha.backward(random_like(rng, out.shape, dtype)))
+    out, _ = mha(query, is_causal=True)
+    yield "MHA self-attention dx", mha.backward(random_like(rng, out.shape, dtype))
+    yield from ((f"MHA grads[{n}]", g) for n, g in mha.grads.items())
+
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_every_output_and_gradient_keeps_the_input_dtype(dtype, rng):
     results = list(every_op(dtype, rng))
-    assert len(results) > 25
+    assert len(results) > 40
     for name, array in results:
         assert array.dtype == dtype, f"{name}: {array.dtype}"
 
@@ -344,3 +358,31 @@ def test_modules_accept_empty_batches(rng):
     assert out.shape == (2, 3, 5) and not out.any() and weights.shape == (2, 3, 0)
     dq, dk, dv = attention.backward(rng.standard_normal((2, 3, 5)))
     assert not dq.any() and dk.shape == (2, 0, 4) and dv.shape == (2, 0, 5)
+
+
+MHA_EMPTY = {  # (query, key) shapes, batch first; value like key
+    "batch-0": ((0, 3, 4), (0, 5, 4)),
+    "L-0": ((2, 0, 4), (2, 5, 4)),
+    "S-0": ((2, 3, 4), (2, 0, 4)),
+    "L-0-unbatched": ((0, 4), (5, 4)),
+}
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError,
+                   reason="MultiHeadAttention rejects empty inputs ('query must not be empty'); torch accepts them")
+@pytest.mark.parametrize("need_weights", [True, False])
+@pytest.mark.parametrize("case", sorted(MHA_EMPTY))
+def test_multihead_attention_accepts_empty_batches_and_sequences(case, need_weights, rng):
+    query_shape, key_shape = MHA_EMPTY[case]
+    module = na.MultiHeadAttention(4, 2, rng=rng)
+    bias = module.params["out_proj.bias"]
+    bias[...] = rng.standard_normal(bias.shape)
+    query, key = rng.standard_normal(query_shape), rng.standard_normal(key_shape)
+    out, weights = module(query, key, key, need_weights=need_weights)
+    assert out.shape == query.shape
+    if need_weights:
+        assert weights.shape == (*query_shape[:-1], key_shape[-2])
+    dquery, dkey, dvalue = module.backward(rng.standard_normal(out.shape))
+    assert dquery.shape == query.shape and dkey.shape == dvalue.shape == key.shape
+    if case == "S-0":
+        np.testing.assert_array_equal(out, np.broadcast_to(bias, out.shape))  # no key: attention output 0

@@ -11,9 +11,11 @@ import os
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from multihead_cases import MHACase
 from precision import assert_float32_close, assert_within_rounding, attention_error_scales
 
 from numpy_attention import functional as F
@@ -115,8 +117,8 @@ def problems(draw, masks=("none", "bool", "float", "causal"), dropout=False):
         q_lead, kv_lead = (*q_batch, kv_heads * group), (*kv_batch, kv_heads)
         scores_lead = (*np.broadcast_shapes(q_batch, kv_batch), kv_heads * group)
 
-    def array(*shape):
-        return draw(hnp.arrays(np.float64, shape, elements=VALUES))
+    def array(*shape):  # fill=nothing: every entry drawn, not one repeated fill value
+        return draw(hnp.arrays(np.float64, shape, elements=VALUES, fill=st.nothing()))
 
     q, k, v = array(*q_lead, L, E), array(*kv_lead, S, E), array(*kv_lead, S, Ev)
     options = {}
@@ -168,10 +170,11 @@ def test_causal_output_ignores_later_positions_and_sends_them_no_gradient(proble
     L = problem.q.shape[-2]
     i = data.draw(st.integers(0, L - 1), label="position")
 
-    def later_changed(x):  # new values at positions after i (rows i+1 ...)
-        fresh = data.draw(hnp.arrays(np.float64, x.shape, elements=VALUES))
-        fresh[..., : i + 1, :] = x[..., : i + 1, :]
-        return fresh
+    def later_changed(x):  # every value at positions after i (rows i+1 ...) moved by 0.5 to 2
+        shift = data.draw(hnp.arrays(np.float64, x.shape, elements=st.floats(0.5, 2.0, width=32), fill=st.nothing()))
+        changed = x.copy()
+        changed[..., i + 1:, :] += shift[..., i + 1:, :]
+        return changed
 
     changed = replace(problem, q=later_changed(problem.q), k=later_changed(problem.k), v=later_changed(problem.v))
     out, weights, _ = problem.run(seed=3)
@@ -196,3 +199,93 @@ def test_float32_agrees_with_float64_to_float32_precision(problem):
     assert_float32_close("weights", weights32, weights64, np.ones_like(weights64), score_size)
     for name, g32, g64 in zip(("dq", "dk", "dv"), grads32, grads64):
         assert_float32_close(name, g32, g64, magnitudes[name], score_size)
+
+
+# ---------------------------------------------------------------- multi-head attention
+
+
+@st.composite
+def self_attention_cases(draw):
+    """A MultiHeadAttention self-attention call over every option that self-attention allows."""
+    num_heads, head_dim = draw(st.integers(1, 4)), draw(st.integers(1, 3))
+    num_kv_heads = draw(st.sampled_from([d for d in range(1, num_heads + 1) if num_heads % d == 0]))
+    module = {
+        "embed_dim": num_heads * head_dim, "num_heads": num_heads, "num_kv_heads": num_kv_heads,
+        "dropout": draw(st.sampled_from([0.0, 0.3])), "bias": draw(st.booleans()),
+        "add_bias_kv": draw(st.booleans()), "add_zero_attn": draw(st.booleans()), "batch_first": draw(st.booleans()),
+    }
+    queries = draw(st.integers(1, 4))
+    attn_mask = draw(st.sampled_from([None, "2d", "3d"]))
+    return MHACase(
+        module=module, batch=draw(st.none() | st.integers(1, 3)), queries=queries, keys=queries,
+        self_attention=True, mask_kind=draw(st.sampled_from(["bool", "float"])),
+        key_padding_mask=draw(st.booleans()), attn_mask=attn_mask,
+        is_causal=attn_mask != "3d" and draw(st.booleans()), need_weights=draw(st.booleans()),
+        training=draw(st.booleans()), seed=draw(st.integers(0, 2**16)),
+    )
+
+
+def forward_backward(module, inputs, kwargs, dout, rng_state):
+    """One forward and backward from a fresh start: same dropout draws, gradients from zero."""
+    module.rng.bit_generator.state = rng_state
+    module.zero_grad()
+    out, _ = module(*inputs, **kwargs)
+    grads = module.backward(dout)
+    return out, grads, {name: grad.copy() for name, grad in module.grads.items()}
+
+
+@given(case=self_attention_cases(), direction_seed=st.integers(0, 2**16))
+def test_self_attention_gradient_is_the_sum_of_the_three_input_paths(case, direction_seed):
+    module, (x,), kwargs, dout = case.build()
+    rng_state = module.rng.bit_generator.state
+    out, dx, param_grads = forward_backward(module, (x,), kwargs, dout, rng_state)
+    out_3, (dquery, dkey, dvalue), param_grads_3 = forward_backward(module, (x, x.copy(), x.copy()), kwargs, dout,
+                                                                    rng_state)
+    np.testing.assert_array_equal(out, out_3)
+    path_sum = dquery + dkey + dvalue
+    np.testing.assert_allclose(dx, path_sum, rtol=1e-12, atol=1e-14 * np.abs(path_sum).max(initial=1.0))
+    for name, grad in param_grads.items():
+        np.testing.assert_allclose(grad, param_grads_3[name], rtol=1e-12, atol=1e-14)
+
+    # And dx is the derivative of sum(out * dout) along a random direction: central differences.
+    direction = np.random.default_rng(direction_seed).standard_normal(x.shape)
+    step = 1e-6
+
+    def loss(shift):
+        module.rng.bit_generator.state = rng_state
+        return float(np.sum(module(x + shift * direction, **kwargs)[0] * dout))
+
+    numeric = (loss(step) - loss(-step)) / (2 * step)
+    analytic = float(np.sum(dx * direction))
+    # Central differences: O(step^2) truncation, O(eps |loss| / step) rounding.
+    scale = np.sqrt(np.sum(dx**2) * np.sum(direction**2)) + np.abs(out * dout).sum()
+    assert abs(numeric - analytic) <= 1e-7 * scale, (numeric, analytic)
+
+
+# ---------------------------------------------------------------- naive and flash
+
+
+def flash_pair():
+    """The tiled pair, or a skip while it is not part of the library yet."""
+    forward, backward = (getattr(F, name, None) for name in ("flash_attention_forward", "flash_attention_backward"))
+    if forward is None or backward is None:
+        pytest.skip("flash_attention_forward / flash_attention_backward are not in numpy_attention.functional yet")
+    return forward, backward
+
+
+def test_naive_and_flash_agree():
+    flash_forward, flash_backward = flash_pair()
+
+    @given(problem=problems(), block_size=st.integers(1, 4))
+    def agree(problem, block_size):
+        out, weights, (dq, dk, dv) = problem.run()
+        out_f, cache = flash_forward(problem.q, problem.k, problem.v, **problem.options, block_size=block_size)
+        grads_f = flash_backward(problem.dout, cache)
+        score_size, magnitudes = attention_error_scales(problem.q, problem.k, problem.v, problem.dout, weights,
+                                                        problem.scale, problem.options.get("attn_mask"))
+        assert_within_rounding("out", out_f, out, magnitudes["out"], score_size, np.float64)
+        for name, grad_f, grad in zip(("dq", "dk", "dv"), grads_f, (dq, dk, dv)):
+            assert grad_f.dtype == grad.dtype
+            assert_within_rounding(name, grad_f, grad, magnitudes[name], score_size, np.float64)
+
+    agree()

@@ -70,6 +70,27 @@ def module_calls(rng, dtype):
     yield [q, k, v, mask], out, attention.backward
 
 
+def multihead_calls(rng, dtype):
+    module = na.MultiHeadAttention(4, 2, dropout=0.2, add_bias_kv=True, add_zero_attn=True, num_kv_heads=1,
+                                   dtype=dtype, rng=rng)
+    query, key, value = frozen(rng, 2, 3, 4, dtype=dtype), frozen(rng, 2, 5, 4, dtype=dtype), frozen(rng, 2, 5, 4,
+                                                                                                       dtype=dtype)
+    padding = freeze(rng.random((2, 5)) < 0.3)
+    float_mask = frozen(rng, 3, 5)
+    causal = freeze(~np.tri(3, dtype=bool))
+    for kwargs in ({"key_padding_mask": padding}, {"attn_mask": float_mask, "need_weights": False},
+                   {"attn_mask": float_mask, "key_padding_mask": freeze(np.where(padding, -np.inf, 0.0))}):
+        masks = list(kwargs.values())
+        masks = [m for m in masks if isinstance(m, np.ndarray)]
+        out, _ = module(query, key, value, **kwargs)
+        yield [query, key, value, *masks], out, module.backward
+    out, _ = module(query, attn_mask=causal, is_causal=True)
+    yield [query, causal], out, module.backward
+    unbatched = frozen(rng, 3, 4, dtype=dtype)
+    out, _ = module(unbatched)
+    yield [unbatched], out, module.backward
+
+
 def as_tuple(grads) -> tuple:
     return (grads,) if isinstance(grads, np.ndarray) else tuple(grads)
 
@@ -79,6 +100,7 @@ CALLS: dict[str, Callable] = {
     "linear": linear_calls,
     "attention": attention_calls,
     "modules": module_calls,
+    "multihead": multihead_calls,
 }
 
 

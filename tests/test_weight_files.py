@@ -11,29 +11,38 @@ from test_malformed_calls import write_bad_files
 
 import numpy_attention as na
 
+MODULES = {  # (class, keyword arguments): one module of each kind, in both dtypes, with and without biases
+    "Linear-f64": (na.Linear, {"in_features": 5, "out_features": 3}),
+    "Linear-f32": (na.Linear, {"in_features": 5, "out_features": 3, "dtype": np.float32}),
+    "Linear-no-bias": (na.Linear, {"in_features": 4, "out_features": 2, "bias": False}),
+    "MHA": (na.MultiHeadAttention, {"embed_dim": 6, "num_heads": 3}),
+    "MHA-f32-gqa-bias-kv": (na.MultiHeadAttention, {"embed_dim": 8, "num_heads": 4, "num_kv_heads": 2,
+                                                    "add_bias_kv": True, "kdim": 3, "dtype": np.float32}),
+    "MHA-no-bias": (na.MultiHeadAttention, {"embed_dim": 4, "num_heads": 1, "bias": False, "vdim": 2}),
+}
 
-def modules():
-    """One module of each kind with parameters, in both dtypes and with and without bias."""
-    rng = np.random.default_rng(0)
-    return {
-        "Linear-f64": na.Linear(5, 3, rng=rng),
-        "Linear-f32": na.Linear(5, 3, dtype=np.float32, rng=rng),
-        "Linear-no-bias": na.Linear(4, 2, bias=False, rng=rng),
-    }
+
+def assert_params_equal(module, expected: dict, message: str = "") -> None:
+    for key, value in expected.items():
+        np.testing.assert_array_equal(module.params[key], value, err_msg=f"{key} {message}")
 
 
-@pytest.mark.parametrize("name", sorted(modules()))
+def build(name: str, seed: int):
+    cls, kwargs = MODULES[name]
+    return cls(**kwargs, rng=np.random.default_rng(seed))
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
 def test_save_load_round_trips_exactly(name, tmp_path):
-    module = modules()[name]
+    module, fresh = build(name, 0), build(name, 99)
+    for value in module.params.values():  # non-zero biases too, so every entry is tested
+        value[...] += np.random.default_rng(1).standard_normal(value.shape).astype(value.dtype)
     path = tmp_path / "weights"  # no suffix: save writes exactly this path, as torch.save does
     module.save(path)
     assert path.exists() and not (tmp_path / "weights.npz").exists()
-    fresh = type(module)(*module.params["weight"].shape[::-1], bias="bias" in module.params,
-                         dtype=module.params["weight"].dtype, rng=np.random.default_rng(99))
-    assert not np.array_equal(fresh.params["weight"], module.params["weight"])
-    weight_buffer = fresh.params["weight"]
+    buffers = dict(fresh.params)
     fresh.load(path)
-    assert fresh.params["weight"] is weight_buffer  # loaded in place, no rebinding
+    assert all(fresh.params[key] is buffers[key] for key in buffers)  # loaded in place, no rebinding
     assert_params_equal(fresh, module.params)
     assert all(fresh.params[key].dtype == value.dtype for key, value in module.params.items())
     with np.load(path, allow_pickle=False) as archive:  # a plain .npz any NumPy can read
@@ -82,11 +91,6 @@ def test_load_never_unpickles(tmp_path):
     with pytest.raises(ValueError, match="trap.npz.*pickle"):
         na.Linear(4, 3).load(path)
     assert not Trap.sprung  # ... and load did not allow it
-
-
-def assert_params_equal(module, expected: dict, message: str = "") -> None:
-    for key, value in expected.items():
-        np.testing.assert_array_equal(module.params[key], value, err_msg=f"{key} {message}")
 
 
 def saved_and_target(tmp_path):
@@ -158,3 +162,14 @@ def test_a_file_with_an_extra_member_is_rejected(tmp_path):
         archive.writestr("notes.txt", "not an array")
     with pytest.raises(ValueError, match=r"extra.npz.*unexpected \['notes.txt'\]"):
         na.Linear(4, 3).load(path)
+
+
+@pytest.mark.parametrize("other", ["MHA-f32-gqa-bias-kv", "MHA-no-bias", "Linear-f64"])
+def test_a_file_from_another_module_is_rejected_and_changes_nothing(other, tmp_path):
+    path = tmp_path / f"{other}.npz"
+    build(other, 0).save(path)
+    module = na.MultiHeadAttention(8, 4, rng=np.random.default_rng(3))
+    before = module.state_dict()
+    with pytest.raises(ValueError, match=rf"{other}.npz.*(missing|unexpected|shape)"):
+        module.load(path)
+    assert_params_equal(module, before)
