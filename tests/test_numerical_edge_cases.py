@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from attention_impls import IMPLS, attention_impl
 from conftest import random_like, rel_error, require_torch
 from precision import assert_float32_close, attention_error_scales
 
@@ -17,12 +18,20 @@ from numpy_attention import functional as F
 pytestmark = pytest.mark.filterwarnings("error")
 
 
-def attention_pair(q, k, v, dout=None, seed=0, **options):
-    """Forward and backward with a seeded upstream gradient: (out, weights, (dq, dk, dv))."""
-    out, cache = F.attention_forward(q, k, v, **options)
+FLASH_LSE_ROUNDS = pytest.mark.xfail(
+    strict=True, reason="flash backward recomputes P = exp(S - lse); at |S| ~ 1e300 lse = m + log(l) rounds to m, "
+    "so each of two tied keys gets P = 1, not 1/2, and dq doubles")
+FLASH_HIDES_NAN = pytest.mark.xfail(
+    strict=True, reason="flash_attention_forward returns finite outputs where a NaN input must give NaN")
+
+
+def attention_pair(q, k, v, dout=None, seed=0, impl="naive", **options):
+    """Forward and backward with a seeded upstream gradient: (out, weights or None for flash, (dq, dk, dv))."""
+    forward, backward = attention_impl(impl)
+    out, cache = forward(q, k, v, **options, **({"block_size": 2} if impl == "flash" else {}))
     if dout is None:
         dout = random_like(np.random.default_rng(seed), out.shape, out.dtype)
-    return out, cache.weights, F.attention_backward(dout, cache)
+    return out, getattr(cache, "weights", None), backward(dout, cache)
 
 
 def torch_attention(torch, q, k, v, dout, attn_mask=None, **options):
@@ -35,10 +44,10 @@ def torch_attention(torch, q, k, v, dout, attn_mask=None, **options):
     return out.detach().numpy(), tuple(t.grad.numpy() for t in tensors)
 
 
-def assert_matches_torch(q, k, v, dout, **options):
+def assert_matches_torch(q, k, v, dout, impl="naive", **options):
     """Our output and gradients equal torch's SDPA to 1e-10 (relative, float64)."""
     torch = require_torch()
-    out, _, grads = attention_pair(q, k, v, dout, **options)
+    out, _, grads = attention_pair(q, k, v, dout, impl=impl, **options)
     out_t, grads_t = torch_attention(torch, q, k, v, dout, **options)
     assert rel_error(out, out_t) < 1e-10
     for name, grad, grad_t in zip("qkv", grads, grads_t):
@@ -133,15 +142,17 @@ def huge_scores(rng):
     return q, k
 
 
-def test_float64_scores_of_1e300_give_finite_outputs_and_gradients(rng):
+@pytest.mark.parametrize("impl", ["naive", pytest.param("flash", marks=FLASH_LSE_ROUNDS)])
+def test_float64_scores_of_1e300_give_finite_outputs_and_gradients(impl, rng):
     q, k = huge_scores(rng)
     v, dout = rng.standard_normal((2, 5, 3)), rng.standard_normal((2, 3, 3))
-    out, weights, grads = attention_pair(q, k, v, dout)
+    out, weights, grads = attention_pair(q, k, v, dout, impl=impl)
     scores = np.abs(q @ k.swapaxes(-1, -2) / 2)
     assert scores.max() > 1e300 and np.all(np.isfinite(scores))
-    for array in (out, weights, *grads):
+    for array in (out, *grads):
         assert np.all(np.isfinite(array))
-    np.testing.assert_array_equal(weights[:, 0, [0, 2]], 0.5)
+    if weights is not None:
+        np.testing.assert_array_equal(weights[:, 0, [0, 2]], 0.5)
     np.testing.assert_allclose(out[:, 0], (v[:, 0] + v[:, 2]) / 2, rtol=1e-15)
     # d out0 / d q0 = scale/4 (dP0 - dP2)(k0 - k2), with dP_j = dout0 . v_j
     d_p = np.einsum("bc,bjc->bj", dout[:, 0], v)
@@ -150,12 +161,14 @@ def test_float64_scores_of_1e300_give_finite_outputs_and_gradients(rng):
     assert rel_error(grads[0][:, 0], expected_dq0) < 1e-12
 
 
-def test_float64_scores_of_1e300_match_torch(rng):
+@pytest.mark.parametrize("impl", ["naive", pytest.param("flash", marks=FLASH_LSE_ROUNDS)])
+def test_float64_scores_of_1e300_match_torch(impl, rng):
     q, k = huge_scores(rng)
-    assert_matches_torch(q, k, rng.standard_normal((2, 5, 3)), rng.standard_normal((2, 3, 3)))
+    assert_matches_torch(q, k, rng.standard_normal((2, 5, 3)), rng.standard_normal((2, 3, 3)), impl=impl)
 
 
-def test_float32_scores_of_1e4_give_finite_results_close_to_float64(rng):
+@pytest.mark.parametrize("impl", IMPLS)
+def test_float32_scores_of_1e4_give_finite_results_close_to_float64(impl, rng):
     # Coordinate 0 of every q and k is 150, so every score is about 150^2 / sqrt(8) ~ 8e3;
     # the other coordinates add O(1) parts that still decide the softmax.
     q, k = rng.standard_normal((2, 3, 8)), rng.standard_normal((2, 6, 8))
@@ -164,14 +177,15 @@ def test_float32_scores_of_1e4_give_finite_results_close_to_float64(rng):
     q, k, v, dout = (x.astype(np.float32).astype(np.float64) for x in (q, k, v, dout))  # the same data in both
     out64, w64, grads64 = attention_pair(q, k, v, dout)
     q32, k32, v32, dout32 = (x.astype(np.float32) for x in (q, k, v, dout))
-    out32, w32, grads32 = attention_pair(q32, k32, v32, dout32)
+    out32, w32, grads32 = attention_pair(q32, k32, v32, dout32, impl=impl)
     score_size, magnitudes = attention_error_scales(q, k, v, dout, w64, 1 / np.sqrt(8))
     assert 5e3 < score_size < 1e5
     assert 0.01 < w64.max(-1).min() < 0.99  # the softmax is not saturated: this test has teeth
     for name, a32, a64 in [("out", out32, out64), *zip(("dq", "dk", "dv"), grads32, grads64)]:
         assert np.all(np.isfinite(a32)), name
         assert_float32_close(name, a32, a64, magnitudes[name], score_size)
-    assert_float32_close("weights", w32, w64, np.ones_like(w64), score_size)
+    if w32 is not None:
+        assert_float32_close("weights", w32, w64, np.ones_like(w64), score_size)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -205,19 +219,21 @@ FULLY_MASKED = {
 }
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("dropout_p", [0.0, 0.3])
 @pytest.mark.parametrize("kind", sorted(FULLY_MASKED))
-def test_fully_masked_rows_give_zero_output_and_zero_gradient(kind, dropout_p, dtype, rng):
+def test_fully_masked_rows_give_zero_output_and_zero_gradient(kind, dropout_p, dtype, impl, rng):
     mask = FULLY_MASKED[kind]()
     empty_rows = ~np.isfinite(np.where(mask.dtype == bool, np.where(mask, 0.0, -np.inf), mask)).any(-1)
     q, k, v = random_like(rng, (2, 3, 5), dtype), random_like(rng, (2, 4, 5), dtype), random_like(rng, (2, 4, 3), dtype)
     dout = random_like(rng, (2, 3, 3), dtype)
-    options = {"attn_mask": mask, "dropout_p": dropout_p}
+    options = {"attn_mask": mask, "dropout_p": dropout_p, "impl": impl}
     out, weights, (dq, dk, dv) = attention_pair(q, k, v, dout, **options, rng=np.random.default_rng(1))
-    for array in (out, weights, dq, dk, dv):
+    for array in (out, dq, dk, dv):
         assert np.all(np.isfinite(array))
-    assert not out[:, empty_rows].any() and not weights[:, empty_rows].any() and not dq[:, empty_rows].any()
+    assert not out[:, empty_rows].any() and not dq[:, empty_rows].any()
+    assert weights is None or not weights[:, empty_rows].any()
     # The masked rows contribute nothing to dk, dv: zeroing their upstream gradient changes nothing.
     silent = dout.copy()
     silent[:, empty_rows] = 0
@@ -226,10 +242,11 @@ def test_fully_masked_rows_give_zero_output_and_zero_gradient(kind, dropout_p, d
     np.testing.assert_array_equal(dv, dv_silent)
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("kind", sorted(FULLY_MASKED))
-def test_fully_masked_rows_match_torch(kind, rng):
+def test_fully_masked_rows_match_torch(kind, impl, rng):
     q, k, v = rng.standard_normal((2, 3, 5)), rng.standard_normal((2, 4, 5)), rng.standard_normal((2, 4, 3))
-    assert_matches_torch(q, k, v, rng.standard_normal((2, 3, 3)), attn_mask=FULLY_MASKED[kind]())
+    assert_matches_torch(q, k, v, rng.standard_normal((2, 3, 3)), impl=impl, attn_mask=FULLY_MASKED[kind]())
 
 
 # ---------------------------------------------------------------- NaN
@@ -259,11 +276,12 @@ def nan_cases(rng):
     yield "scale", q, k, v, {"scale": 0.0}  # not a NaN: the control case, everything finite
 
 
-def test_nan_propagates_exactly_as_in_torch(rng):
+@pytest.mark.parametrize("impl", ["naive", pytest.param("flash", marks=FLASH_HIDES_NAN)])
+def test_nan_propagates_exactly_as_in_torch(impl, rng):
     torch = require_torch()
     for name, q, k, v, options in nan_cases(rng):
         dout = rng.standard_normal((1, 2, 4, 2))
-        out, _, grads = attention_pair(q, k, v, dout, **options)
+        out, _, grads = attention_pair(q, k, v, dout, impl=impl, **options)
         out_t, grads_t = torch_attention(torch, q, k, v, dout, **options)
         for label, ours, theirs in [("out", out, out_t), *zip(("dq", "dk", "dv"), grads, grads_t)]:
             np.testing.assert_array_equal(np.isnan(ours), np.isnan(theirs), err_msg=f"{name}: {label}")
@@ -271,26 +289,28 @@ def test_nan_propagates_exactly_as_in_torch(rng):
             assert rel_error(ours[finite], theirs[finite]) < 1e-10, f"{name}: {label}"
 
 
-def test_nan_is_neither_hidden_nor_spread_beyond_its_reach(rng):
+@pytest.mark.parametrize("impl", ["naive", pytest.param("flash", marks=FLASH_HIDES_NAN)])
+def test_nan_is_neither_hidden_nor_spread_beyond_its_reach(impl, rng):
     cases = {name: (q, k, v, options) for name, q, k, v, options in nan_cases(rng)}
-    out, _, _ = attention_pair(*cases["q"][:3])
+    out, _, _ = attention_pair(*cases["q"][:3], impl=impl)
     # A NaN query row poisons only its own output row.
     assert np.isnan(out[0, 1, 2]).all() and np.isfinite(np.delete(out[0, 1], 2, axis=0)).all()
     assert np.isfinite(out[0, 0]).all()
     # A NaN key reaches every query of its head, even those that mask it (as torch adds masks).
     for name in ("k", "k-masked-bool", "k-masked-float", "k-after-causal"):
-        out, _, _ = attention_pair(*cases[name][:3], **cases[name][3])
+        out, _, _ = attention_pair(*cases[name][:3], impl=impl, **cases[name][3])
         assert np.isnan(out[0, 0]).all() and np.isfinite(out[0, 1]).all(), name
     # A NaN value reaches one feature column of its head's outputs.
-    out, _, _ = attention_pair(*cases["v"][:3])
+    out, _, _ = attention_pair(*cases["v"][:3], impl=impl)
     assert np.isnan(out[0, 1, :, 1]).all() and np.isfinite(out[0, 1, :, 0]).all() and np.isfinite(out[0, 0]).all()
 
 
-def test_nan_in_dout_reaches_the_gradients(rng):
+@pytest.mark.parametrize("impl", IMPLS)
+def test_nan_in_dout_reaches_the_gradients(impl, rng):
     q, k, v = rng.standard_normal((3, 4)), rng.standard_normal((5, 4)), rng.standard_normal((5, 2))
     dout = rng.standard_normal((3, 2))
     dout[1, 0] = np.nan
-    _, _, (dq, dk, dv) = attention_pair(q, k, v, dout)
+    _, _, (dq, dk, dv) = attention_pair(q, k, v, dout, impl=impl)
     assert np.isnan(dq[1]).all() and np.isfinite(dq[[0, 2]]).all()
     assert np.isnan(dk).all() and np.isnan(dv[:, 0]).all() and np.isfinite(dv[:, 1]).all()
 
@@ -311,26 +331,32 @@ EMPTY_SHAPES = {  # q, k, v shapes
 }
 
 
+FLASH_E0 = pytest.mark.xfail(strict=True, raises=ZeroDivisionError,
+                             reason="flash_attention_forward divides by sqrt(E) = 0 for its default scale")
+EMPTY_CASES = [pytest.param(case, impl, marks=FLASH_E0 if (case, impl) == ("E-0", "flash") else (), id=f"{case}-{impl}")
+               for case in sorted(EMPTY_SHAPES) for impl in IMPLS]
+
+
 @pytest.mark.parametrize("is_causal", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("case", sorted(EMPTY_SHAPES))
-def test_empty_shapes_give_outputs_of_the_right_shape(case, dtype, is_causal, rng):
+@pytest.mark.parametrize("case, impl", EMPTY_CASES)
+def test_empty_shapes_give_outputs_of_the_right_shape(case, impl, dtype, is_causal, rng):
     q, k, v = (random_like(rng, s, dtype) for s in EMPTY_SHAPES[case])
-    out, weights, grads = attention_pair(q, k, v, is_causal=is_causal, dropout_p=0.1, rng=rng)
+    out, weights, grads = attention_pair(q, k, v, is_causal=is_causal, dropout_p=0.1, rng=rng, impl=impl)
     batch = np.broadcast_shapes(q.shape[:-3], k.shape[:-3]) if q.ndim > 2 else ()
     heads = q.shape[-3:-2] if q.ndim > 2 else ()
     assert out.shape == (*batch, *heads, q.shape[-2], v.shape[-1]) and out.dtype == dtype
-    assert weights.shape == (*batch, *heads, q.shape[-2], k.shape[-2])
+    assert weights is None or weights.shape == (*batch, *heads, q.shape[-2], k.shape[-2])
     for grad, x in zip(grads, (q, k, v)):
         assert grad.shape == x.shape and grad.dtype == dtype and np.all(np.isfinite(grad))
     if k.shape[-2] == 0:  # no keys: every row is fully masked, so output 0 and gradient 0, as in torch
         assert not out.any() and not grads[0].any()
 
 
-@pytest.mark.parametrize("case", sorted(EMPTY_SHAPES))
-def test_empty_shapes_match_torch(case, rng):
+@pytest.mark.parametrize("case, impl", EMPTY_CASES)
+def test_empty_shapes_match_torch(case, impl, rng):
     q, k, v = (rng.standard_normal(s) for s in EMPTY_SHAPES[case])
-    assert_matches_torch(q, k, v, rng.standard_normal((*q.shape[:-1], v.shape[-1])))
+    assert_matches_torch(q, k, v, rng.standard_normal((*q.shape[:-1], v.shape[-1])), impl=impl)
 
 
 def test_empty_softmax_and_linear(rng):

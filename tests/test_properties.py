@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-import pytest
+from attention_impls import attention_impl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -265,16 +265,8 @@ def test_self_attention_gradient_is_the_sum_of_the_three_input_paths(case, direc
 # ---------------------------------------------------------------- naive and flash
 
 
-def flash_pair():
-    """The tiled pair, or a skip while it is not part of the library yet."""
-    forward, backward = (getattr(F, name, None) for name in ("flash_attention_forward", "flash_attention_backward"))
-    if forward is None or backward is None:
-        pytest.skip("flash_attention_forward / flash_attention_backward are not in numpy_attention.functional yet")
-    return forward, backward
-
-
 def test_naive_and_flash_agree():
-    flash_forward, flash_backward = flash_pair()
+    flash_forward, flash_backward = attention_impl("flash")  # skips while the tiled pair is not in the library
 
     @given(problem=problems(), block_size=st.integers(1, 4))
     def agree(problem, block_size):

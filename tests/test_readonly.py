@@ -10,6 +10,7 @@ from typing import Callable
 
 import numpy as np
 import pytest
+from attention_impls import attention_impl
 
 import numpy_attention as na
 from numpy_attention import functional as F
@@ -91,6 +92,24 @@ def multihead_calls(rng, dtype):
     yield [unbatched], out, module.backward
 
 
+def flash_calls(rng, dtype):
+    forward, backward = attention_impl("flash")
+    q, k, v = frozen(rng, 2, 4, 3, 4, dtype=dtype), frozen(rng, 2, 2, 5, 4, dtype=dtype), frozen(rng, 2, 2, 5, 4,
+                                                                                                     dtype=dtype)
+    for options in ({"attn_mask": freeze(rng.random((3, 5)) > 0.3)}, {"attn_mask": frozen(rng, 4, 1, 5)},
+                    {"is_causal": True, "dropout_p": 0.3}):
+        masks = [options["attn_mask"]] if "attn_mask" in options else []
+        out, cache = forward(q, k, v, **options, rng=np.random.default_rng(0), block_size=2)
+        yield [q, k, v, *masks], out, lambda dout, cache=cache: backward(dout, cache)
+    sdpa = na.ScaledDotProductAttention(impl="flash", dropout=0.2, rng=rng)
+    out, _ = sdpa(q, k, v, is_causal=True)
+    yield [q, k, v], out, sdpa.backward
+    mha = na.MultiHeadAttention(4, 2, impl="flash", dtype=dtype, rng=rng)
+    x = frozen(rng, 2, 3, 4, dtype=dtype)
+    out, _ = mha(x, need_weights=False, key_padding_mask=freeze(np.array([[False, False, True]] * 2)))
+    yield [x], out, mha.backward
+
+
 def as_tuple(grads) -> tuple:
     return (grads,) if isinstance(grads, np.ndarray) else tuple(grads)
 
@@ -101,6 +120,7 @@ CALLS: dict[str, Callable] = {
     "attention": attention_calls,
     "modules": module_calls,
     "multihead": multihead_calls,
+    "flash": flash_calls,
 }
 
 
