@@ -141,6 +141,38 @@ def check_positive_int(value: Any, name: str) -> int:
     return int(value)
 
 
+def check_index(value: Any, name: str, size: int) -> int:
+    """An int in [-size, size), returned in [0, size): a Python-style index into ``size`` items."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int; got {describe(value)}")
+    if not -size <= value < size:
+        raise ValueError(f"{name} must be in [{-size}, {size}); got {value!r}")
+    return int(value) % size
+
+
+def as_index_array(x: Any, name: str, size: int, ignore_index: int | None = None) -> np.ndarray:
+    """An integer array whose entries index ``size`` items: each in [0, size), or ``ignore_index``.
+
+    Token ids and class targets are labels, not numbers to differentiate:
+    float and bool arrays are rejected rather than rounded or cast, and an
+    out-of-range entry is a ValueError naming it (not an IndexError from NumPy).
+    """
+    if isinstance(x, (list, tuple)) or (isinstance(x, numbers.Integral) and not isinstance(x, bool)):
+        x = np.asarray(x)
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array of integer indices; got {describe(x)}")
+    if x.dtype.kind not in "iu":
+        raise TypeError(f"{name} must have an integer dtype (indices); got dtype {x.dtype}")
+    used = x if ignore_index is None else x[x != ignore_index]
+    outside = used[(used < 0) | (used >= size)]
+    if outside.size:
+        allowed = f"[0, {size})" + ("" if ignore_index is None else f" or ignore_index = {ignore_index}")
+        raise ValueError(
+            f"{name} must hold indices in {allowed}; got {outside.flat[0]} (in {name} of shape {x.shape})"
+        )
+    return x
+
+
 def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}; got {value!r}")
