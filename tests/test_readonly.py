@@ -110,7 +110,24 @@ def flash_calls(rng, dtype):
     yield [x], out, mha.backward
 
 
+def learning_calls(rng, dtype):
+    indices = freeze(rng.integers(0, 5, size=(2, 3)))
+    weight = frozen(rng, 5, 4, dtype=dtype)
+    out, cache = F.embedding_forward(indices, weight, padding_idx=0)
+    yield [indices, weight], out, lambda dout, cache=cache: F.embedding_backward(dout, cache)
+    layer = na.Embedding(5, 4, padding_idx=1, dtype=dtype, rng=rng)
+    yield [indices], layer(indices), layer.backward
+    logits, target = frozen(rng, 2, 5, 3, dtype=dtype), rng.integers(0, 5, size=(2, 3))
+    target[0, 0] = -100  # ignored
+    freeze(target)
+    loss, cache = F.cross_entropy_forward(logits, target, reduction="none")
+    yield [logits, target], loss, lambda dout, cache=cache: F.cross_entropy_backward(dout, cache)
+
+
 def as_tuple(grads) -> tuple:
+    """Input gradients as a tuple: none (Embedding has no differentiable input), one, or several."""
+    if grads is None:
+        return ()
     return (grads,) if isinstance(grads, np.ndarray) else tuple(grads)
 
 
@@ -121,6 +138,7 @@ CALLS: dict[str, Callable] = {
     "modules": module_calls,
     "multihead": multihead_calls,
     "flash": flash_calls,
+    "learning": learning_calls,
 }
 
 
