@@ -11,6 +11,7 @@ from . import functional as F
 from ._validation import (
     as_float_array,
     as_generator,
+    check_bool,
     check_choice,
     check_index,
     check_positive_int,
@@ -42,7 +43,7 @@ class Linear(Module):
         rng = as_generator(rng)
         bound = 1.0 / math.sqrt(in_features)
         self.add_param("weight", rng.uniform(-bound, bound, (out_features, in_features)).astype(self.dtype))
-        if bias:
+        if check_bool(bias, "bias"):
             self.add_param("bias", rng.uniform(-bound, bound, out_features).astype(self.dtype))
 
     def forward(self, x: np.ndarray) -> np.ndarray:

@@ -120,3 +120,12 @@ def test_cross_entropy_does_not_mutate_read_only_inputs(rng):
     dout.flags.writeable = False
     cross_entropy_backward(dout, cache)
     cross_entropy_backward(dout, cache)  # the cache is unchanged: same answer twice
+
+
+def test_cross_entropy_of_non_finite_logits_is_nan_as_in_torch_without_warning():
+    logits = np.array([[np.inf, 0.0, 1.0], [-np.inf, -np.inf, -np.inf], [0.5, -1.0, 2.0]])
+    losses, _ = cross_entropy_forward(logits, np.array([1, 0, 2]), reduction="none")  # RuntimeWarning = error
+    assert np.isnan(losses[0]) and np.isnan(losses[1]) and np.isfinite(losses[2])
+    torch = require_torch()
+    expected = torch.nn.functional.cross_entropy(torch.tensor(logits), torch.tensor([1, 0, 2]), reduction="none")
+    np.testing.assert_array_equal(np.isnan(losses), torch.isnan(expected).numpy())

@@ -46,7 +46,6 @@ BAD_INPUTS = [
     (lambda: _call(query=np.zeros((1, 2, 3, 4))), ValueError,
      r"query must be 2 or 3-dimensional; got shape \(1, 2, 3, 4\)"),
     (lambda: _call(key=np.zeros((6, 3))), ValueError, r"query, key and value must all be 3-D .* or all 2-D"),
-    (lambda: _call(query=np.zeros((2, 0, 4))), ValueError, r"query must not be empty; got shape \(2, 0, 4\)"),
     (lambda: _call(query=np.zeros((2, 3, 4), np.float32)), TypeError,
      r"query must have dtype float64; got dtype float32"),
     (lambda: _call(query="x"), TypeError, r"query must be a NumPy array of float32 or float64; got str"),

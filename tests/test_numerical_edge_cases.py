@@ -394,8 +394,6 @@ MHA_EMPTY = {  # (query, key) shapes, batch first; value like key
 }
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="MultiHeadAttention rejects empty inputs ('query must not be empty'); torch accepts them")
 @pytest.mark.parametrize("need_weights", [True, False])
 @pytest.mark.parametrize("case", sorted(MHA_EMPTY))
 def test_multihead_attention_accepts_empty_batches_and_sequences(case, need_weights, rng):

@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._validation import as_float_array, as_index_array, check_dout, check_index
+from .._validation import as_float_array, as_index_array, check_cache, check_dout, check_index
 
 
 class EmbeddingCache(NamedTuple):
@@ -62,6 +62,7 @@ def embedding_backward(dout: np.ndarray, cache: EmbeddingCache) -> np.ndarray:
 
     See docs/derivations.md, section "Embedding".
     """
+    check_cache(cache, EmbeddingCache, "embedding_forward")
     num_embeddings, dim = cache.weight_shape
     dout = check_dout(dout, cache.indices.shape + (dim,), cache.dtype)
     dweight = np.zeros(cache.weight_shape, dtype=cache.dtype)

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .._validation import as_float_array, as_index_array, check_choice, check_dout, describe
+from .._validation import as_float_array, as_index_array, check_cache, check_choice, check_dout, describe
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -32,8 +32,10 @@ class CrossEntropyCache(NamedTuple):
 
 def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """``x - logsumexp(x)`` along ``axis``, shifted by the maximum so that nothing overflows."""
-    shifted = x - x.max(axis=axis, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+    # A row holding +inf, or only -inf, has no finite maximum: it gives NaN, as torch does, without a warning.
+    with np.errstate(invalid="ignore"):
+        shifted = x - x.max(axis=axis, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
 
 
 def _classes_last(logits: np.ndarray) -> np.ndarray:
@@ -113,6 +115,7 @@ def cross_entropy_backward(dout: Any, cache: CrossEntropyCache) -> np.ndarray:
 
     See docs/derivations.md, section "Cross-entropy loss".
     """
+    check_cache(cache, CrossEntropyCache, "cross_entropy_forward")
     probs, target, kept, num_kept, reduction = cache
     dtype = probs.dtype
     if isinstance(dout, (int, float)) and not isinstance(dout, (bool, np.generic)):

@@ -224,8 +224,6 @@ class MultiHeadAttention(Module):
         ):
             if x.shape[-1] != width:
                 raise ValueError(f"{name} must have {option} = {width} features (last dimension); got shape {x.shape}")
-            if 0 in x.shape:
-                raise ValueError(f"{name} must not be empty; got shape {x.shape}")
         if key.shape[:-1] != value.shape[:-1]:
             raise ValueError(
                 f"key and value must have the same sequence length and batch size; "
