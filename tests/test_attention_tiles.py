@@ -40,7 +40,7 @@ def test_small_tiles_give_the_same_output_weights_and_gradients(case, rows_per_t
 
 @pytest.mark.parametrize("is_causal", [False, True])
 def test_tiles_cover_every_query_and_causal_tiles_stop_at_their_last_query(is_causal):
-    tiles = attention.query_tiles(num_queries=10, num_keys=7, itemsize=8, is_causal=is_causal)
+    tiles = attention.query_tiles(num_queries=10, num_keys=7, itemsize=8, causal=is_causal)
     rows = np.concatenate([np.arange(10)[r] for r, _ in tiles])
     np.testing.assert_array_equal(rows, np.arange(10))
     for r, keys in tiles:
@@ -91,3 +91,12 @@ def test_parallel_heads_cap_blas_at_one_thread_and_restore_it(monkeypatch):
     attention_forward(q, k, v)
     assert seen == [1, 1, 1, 1]
     assert blas_threads() == before
+
+
+def test_causal_tiles_skip_masked_keys_only_for_finite_inputs(rng):
+    q, k, v = (random_like(rng, (2, 8, 4)) for _ in range(3))
+    assert attention_forward(q, k, v, is_causal=True)[1].causal_tiles
+    assert not attention_forward(q, k, v)[1].causal_tiles
+    k[0, 7, 1] = np.nan  # torch adds the mask to the scores: the NaN reaches every query of head 0
+    out, cache = attention_forward(q, k, v, is_causal=True)
+    assert not cache.causal_tiles and np.isnan(out[0]).all() and np.isfinite(out[1]).all()

@@ -14,7 +14,9 @@ from __future__ import annotations
 import numpy as np
 
 from .attention import AttentionCache, attention_backward, attention_forward
+from .embedding import EmbeddingCache, embedding_backward, embedding_forward
 from .linear import LinearCache, linear_backward, linear_forward
+from .loss import CrossEntropyCache, cross_entropy_backward, cross_entropy_forward
 from .softmax import SoftmaxCache, softmax_backward, softmax_forward
 
 
@@ -36,10 +38,16 @@ def scaled_dot_product_attention(
 
 __all__ = [
     "AttentionCache",
+    "CrossEntropyCache",
+    "EmbeddingCache",
     "LinearCache",
     "SoftmaxCache",
     "attention_backward",
     "attention_forward",
+    "cross_entropy_backward",
+    "cross_entropy_forward",
+    "embedding_backward",
+    "embedding_forward",
     "linear_backward",
     "linear_forward",
     "scaled_dot_product_attention",

@@ -27,6 +27,7 @@ from .._validation import (
     as_mask,
     broadcast_batch,
     check_bool,
+    check_cache,
     check_dout,
     check_probability,
     check_real,
@@ -51,24 +52,30 @@ class AttentionCache(NamedTuple):
     dropout_p: float
     scale: float
     out: np.ndarray  # the forward output: the softmax backward's rowsum(dP * P) is rowsum(dO * O)
-    is_causal: bool  # the backward skips the masked upper triangle too
+    causal_tiles: bool  # tiles stop at their last query's key (see query_tiles); the backward's too
 
 
 # Grouped-query attention: query head h uses k/v head h // G, where G = Hq / Hkv
-# (torch's repeat_interleave). Reshaping (..., Hq, L, X) to (..., Hkv, G*L, X)
-# stacks the G query heads of a group as extra rows of one k/v head, so a single
-# batched matmul serves the whole group and dK, dV sum over the group for free.
+# (torch's repeat_interleave). The pair below takes a group's query heads in turn
+# (query_heads) and sums their dK, dV. For batched products over whole arrays (the
+# tiled implementation), reshaping (..., Hq, L, X) to (..., Hkv, G*L, X) stacks the
+# G query heads of a group as extra rows of one k/v head, so a single batched
+# matmul serves the whole group and dK, dV sum over the group for free.
 
 
 def split_groups(x: np.ndarray, num_kv_heads: int) -> np.ndarray:
     """(..., Hq, L, X) -> (..., Hkv, G*L, X): each group's query heads as extra rows."""
     *batch, num_heads, rows, cols = x.shape
+    if num_heads == num_kv_heads:  # no grouping (also covers 0 heads, an empty batch of 3-D input)
+        return x
     return x.reshape(*batch, num_kv_heads, (num_heads // num_kv_heads) * rows, cols)
 
 
 def merge_groups(x: np.ndarray, num_heads: int) -> np.ndarray:
     """(..., Hkv, G*L, X) -> (..., Hq, L, X), the inverse of :func:`split_groups`."""
     *batch, num_kv_heads, group_rows, cols = x.shape
+    if num_heads == num_kv_heads:
+        return x
     return x.reshape(*batch, num_heads, group_rows * num_kv_heads // num_heads, cols)
 
 
@@ -100,9 +107,9 @@ def check_qkv(q: Any, k: Any, v: Any) -> tuple[np.ndarray, np.ndarray, np.ndarra
             raise ValueError(
                 f"k and v must have the same number of heads (dimension -3); got k {k.shape} and v {v.shape}"
             )
-        if num_kv_heads == 0 or num_heads % num_kv_heads != 0:
+        if num_heads != num_kv_heads and (num_heads == 0 or num_kv_heads == 0 or num_heads % num_kv_heads):
             raise ValueError(
-                f"the number of query heads Hq must be a multiple of the number of key/value heads Hkv; "
+                f"the number of query heads Hq must be a positive multiple of the number of key/value heads Hkv; "
                 f"got Hq = {num_heads} (q {q.shape}) and Hkv = {num_kv_heads} (k {k.shape})"
             )
         broadcast_batch([q.shape[:-3], k.shape[:-3], v.shape[:-3]], ["q", "k", "v"])
@@ -144,7 +151,8 @@ def apply_mask(scores: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     if mask is None:
         return scores
     if mask.dtype == np.bool_:
-        return np.where(mask, scores, -np.inf).astype(scores.dtype, copy=False)
+        # Added, not substituted, as torch does: a NaN score stays NaN even where it is masked.
+        mask = np.where(mask, 0.0, -np.inf).astype(scores.dtype, copy=False)
     return scores + mask
 
 
@@ -174,7 +182,7 @@ TILE_BYTES = 2 << 20
 CAUSAL_TILE_ROWS = 64
 
 
-def query_tiles(num_queries: int, num_keys: int, itemsize: int, is_causal: bool) -> list[tuple[slice, slice]]:
+def query_tiles(num_queries: int, num_keys: int, itemsize: int, causal: bool) -> list[tuple[slice, slice]]:
     """(query rows, keys they attend to) for each tile of the (L, S) scores.
 
     With the top-left causal mask query i sees keys j <= i, so a causal tile
@@ -182,13 +190,22 @@ def query_tiles(num_queries: int, num_keys: int, itemsize: int, is_causal: bool)
     never computed (its weights are 0).
     """
     rows = max(1, min(num_queries, TILE_ROWS, TILE_BYTES // max(1, num_keys * itemsize)))
-    if is_causal:
+    if causal:
         rows = min(rows, CAUSAL_TILE_ROWS)
     tiles = []
     for start in range(0, num_queries, rows):
         stop = min(start + rows, num_queries)
-        tiles.append((slice(start, stop), slice(0, min(stop, num_keys) if is_causal else num_keys)))
+        tiles.append((slice(start, stop), slice(0, min(stop, num_keys) if causal else num_keys)))
     return tiles
+
+
+def all_finite(*arrays: np.ndarray) -> bool:
+    """No NaN or inf in any of ``arrays``: one sum each, since NaN and inf survive a sum.
+
+    A finite sum that overflows answers False, which only costs the skipped work.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        return all(math.isfinite(np.sum(array)) for array in arrays)
 
 
 def query_heads(kv_head: tuple, group: int) -> list[tuple]:
@@ -294,7 +311,8 @@ def attention_forward(
         attn_mask, dropout_p, is_causal, scale, scores_shape, q.dtype
     )
     if scale is None:
-        scale = 1.0 / math.sqrt(q.shape[-1])
+        # With E = 0 every score is an empty sum, 0 whatever the scale (torch: uniform weights).
+        scale = 1.0 / math.sqrt(q.shape[-1]) if q.shape[-1] else 1.0
     if is_causal:
         attn_mask = causal_mask(q.shape[-2], k.shape[-2])
     q4, k4, v4 = _with_head_axis(q), _with_head_axis(k), _with_head_axis(v)
@@ -304,6 +322,9 @@ def attention_forward(
     q_scaled = np.broadcast_to(q4 * scale, (*batch, *q4.shape[-3:]))
     k4, v4 = np.broadcast_to(k4, (*batch, *k4.shape[-3:])), np.broadcast_to(v4, (*batch, *v4.shape[-3:]))
     # Causal tiles skip the keys after their last query: those weights stay 0 from np.zeros.
+    # Skipping the masked keys changes nothing for finite inputs; a NaN or inf there reaches every
+    # query of its head in torch (which adds the mask to the scores), so such calls compute all keys.
+    causal_tiles = is_causal and all_finite(q, k, v)
     allocate = np.zeros if is_causal else np.empty
     weights = allocate((*batch, num_heads, q4.shape[-2], k4.shape[-2]), dtype=q.dtype)
     out = np.empty((*batch, num_heads, q4.shape[-2], v4.shape[-1]), dtype=q.dtype)
@@ -312,7 +333,7 @@ def attention_forward(
     # The mask viewed (not copied) at the full (..., Hq, L, S) shape, to index by head and tile.
     mask = additive_mask(attn_mask, q.dtype)
     mask = None if mask is None else np.broadcast_to(mask, weights.shape)
-    tiles = query_tiles(q4.shape[-2], k4.shape[-2], q.itemsize, is_causal)
+    tiles = query_tiles(q4.shape[-2], k4.shape[-2], q.itemsize, causal_tiles)
 
     def attend(kv_head: tuple) -> None:
         for head in query_heads(kv_head, num_heads // num_kv_heads):
@@ -338,7 +359,7 @@ def attention_forward(
     if q.ndim == 2:
         weights, out = weights[0], out[0]
     # The cache keeps its own copy of the output: a caller may modify the returned one in place.
-    return out, AttentionCache(q, k, v, weights, dropout_mask, dropout_p, scale, out.copy(), is_causal)
+    return out, AttentionCache(q, k, v, weights, dropout_mask, dropout_p, scale, out.copy(), causal_tiles)
 
 
 def attention_output_shape(cache: AttentionCache) -> tuple:
@@ -371,8 +392,9 @@ def attention_backward(
 
     See docs/derivations.md, section "Scaled dot-product attention".
     """
-    q, k, v, weights, dropout_mask, dropout_p, scale, out, is_causal = cache
-    dout = check_dout(dout, out.shape, q.dtype)
+    check_cache(cache, AttentionCache, "attention_forward")
+    q, k, v, weights, dropout_mask, dropout_p, scale, out, causal_tiles = cache
+    dout = check_dout(dout, attention_output_shape(cache), q.dtype)
     q4, k4, v4 = _with_head_axis(q), _with_head_axis(k), _with_head_axis(v)
     weights4, out4, dout4 = _with_head_axis(weights), _with_head_axis(out), _with_head_axis(dout)
     batch, num_heads, num_kv_heads = weights4.shape[:-3], q4.shape[-3], k4.shape[-3]
@@ -382,7 +404,7 @@ def attention_backward(
     # rowsum(dP * P) of the softmax backward, as rowsum(dO * O): (..., Hq, L, 1).
     out_dot = np.einsum("...e,...e->...", dout4, out4)[..., None]
     dq, dk, dv = np.empty(q4.shape, q.dtype), np.zeros(k4.shape, q.dtype), np.zeros(v4.shape, q.dtype)
-    tiles = query_tiles(q4.shape[-2], k4.shape[-2], q.itemsize, is_causal)
+    tiles = query_tiles(q4.shape[-2], k4.shape[-2], q.itemsize, causal_tiles)
 
     def attend_backward(kv_head: tuple) -> None:
         for head in query_heads(kv_head, num_heads // num_kv_heads):

@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._validation import as_float_array, check_dout
+from .._validation import as_float_array, check_axis, check_cache, check_dout, check_ndim
 
 
 class SoftmaxCache(NamedTuple):
@@ -29,11 +29,15 @@ def softmax(x: np.ndarray, axis: int = -1, out: np.ndarray | None = None) -> np.
     ``out`` may be ``x`` itself: the attention computes its softmax in place
     in the scores buffer.
     """
+    if x.shape[axis] == 0:  # softmax over no entries: nothing to normalise (max has no identity)
+        return np.zeros_like(x)
     row_max = x.max(axis=axis, keepdims=True)
     # An all -inf row would give -inf - (-inf) = NaN; shift it by 0 instead.
     row_max[np.isneginf(row_max)] = 0.0
     # Each step writes into y: no temporary of the full size (the scores can be large).
-    y = np.subtract(x, row_max, out=out)
+    # x - max may overflow to -inf (x = -1e308, max = 1e308): exp(-inf) = 0 is still the right weight.
+    with np.errstate(over="ignore"):
+        y = np.subtract(x, row_max, out=out)
     np.exp(y, out=y)
     row_sum = y.sum(axis=axis, keepdims=True)
     # Rows that summed to 0 are fully masked: scale them by 0 instead of dividing 0/0.
@@ -62,10 +66,8 @@ def softmax_forward(x: np.ndarray, axis: int = -1) -> tuple[np.ndarray, SoftmaxC
     cache : SoftmaxCache
     """
     x = as_float_array(x, "x")
-    if x.ndim == 0:
-        raise ValueError(f"x must have at least 1 dimension; got shape {x.shape}")
-    if not -x.ndim <= axis < x.ndim:
-        raise ValueError(f"axis must be in [{-x.ndim}, {x.ndim}) for x of shape {x.shape}; got {axis}")
+    check_ndim(x, "x", min_ndim=1)
+    axis = check_axis(axis, x.ndim)
     y = softmax(x, axis)
     return y, SoftmaxCache(y=y, axis=axis)
 
@@ -80,5 +82,6 @@ def softmax_backward(dout: np.ndarray, cache: SoftmaxCache) -> np.ndarray:
 
     See docs/derivations.md, section "Softmax".
     """
+    check_cache(cache, SoftmaxCache, "softmax_forward")
     dout = check_dout(dout, cache.y.shape, cache.y.dtype)
     return softmax_grad(dout, cache.y, cache.axis)
