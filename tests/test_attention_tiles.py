@@ -38,6 +38,24 @@ def test_small_tiles_give_the_same_output_weights_and_gradients(case, rows_per_t
         assert rel_error(a, b) < 1e-13, name
 
 
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_tiles_of_several_heads_give_the_same_numbers(case, monkeypatch):
+    whole = forward_backward(case)
+    monkeypatch.setattr(attention, "MIN_CHUNKS", 1)  # one chunk: every k/v head of a batch entry
+    monkeypatch.setattr(attention, "CAUSAL_TILE_ROWS", 2)  # causal tiles of 2 rows, across the heads
+    used = []
+
+    def recording(task, chunks, num_scores, run=attention.for_each_chunk):
+        used.extend(chunks)
+        return run(task, chunks, num_scores)
+
+    monkeypatch.setattr(attention, "for_each_chunk", recording)
+    for name, a, b in zip(["out", "weights", "dq", "dk", "dv"], forward_backward(case), whole):
+        assert rel_error(a, b) < 1e-13, name
+    num_kv_heads = case.k[-3] if len(case.k) > 2 else 1
+    assert {chunk[-1].stop - chunk[-1].start for chunk in used} == {num_kv_heads}
+
+
 @pytest.mark.parametrize("is_causal", [False, True])
 def test_tiles_cover_every_query_and_causal_tiles_stop_at_their_last_query(is_causal):
     tiles = attention.query_tiles(num_queries=10, num_keys=7, itemsize=8, causal=is_causal)

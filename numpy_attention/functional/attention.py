@@ -56,11 +56,11 @@ class AttentionCache(NamedTuple):
 
 
 # Grouped-query attention: query head h uses k/v head h // G, where G = Hq / Hkv
-# (torch's repeat_interleave). The pair below takes a group's query heads in turn
-# (query_heads) and sums their dK, dV. For batched products over whole arrays (the
-# tiled implementation), reshaping (..., Hq, L, X) to (..., Hkv, G*L, X) stacks the
-# G query heads of a group as extra rows of one k/v head, so a single batched
-# matmul serves the whole group and dK, dV sum over the group for free.
+# (torch's repeat_interleave). The pair below views the query heads as (..., Hkv, G, L, X)
+# (by_group) against k/v heads with an axis of 1 there, and sums dK, dV over G. The tiled
+# implementation reshapes (..., Hq, L, X) to (..., Hkv, G*L, X) instead: the G query
+# heads of a group become extra rows of one k/v head, so a single batched matmul serves
+# the whole group and dK, dV sum over the group for free.
 
 
 def split_groups(x: np.ndarray, num_kv_heads: int) -> np.ndarray:
@@ -170,16 +170,19 @@ def draw_dropout_mask(
     return as_generator(rng).random(shape) >= dropout_p
 
 
-# The attention runs one k/v head (with the query heads it serves) and one tile of query
-# rows at a time: a tile's (rows x S) scores stay in the core's cache from the product
-# Q K^T through the softmax's passes to the product with V, instead of streaming the whole
-# (..., L, S) array through memory once per pass. Tiles of 256 rows gave the fastest
-# products on the benchmark machine (2 MiB of L2 cache per core).
+# The attention runs one tile at a time: a few heads' rows of scores that stay in the core's
+# cache from the product Q K^T through the softmax's passes to the product with V, instead of
+# streaming the whole (..., L, S) array through memory once per pass. A tile spans several
+# heads when they are short, so that NumPy's per-call cost is paid once for all of them.
+# Tiles of at most 256 rows of 2 MiB gave the fastest products on the benchmark machine
+# (2 MiB of L2 cache per core).
 TILE_ROWS = 256
 TILE_BYTES = 2 << 20
 # Causal tiles stop at the key of their last query, so more tiles skip more of the masked
 # upper triangle: with T tiles a causal call computes (T + 1) / 2T of the scores.
 CAUSAL_TILE_ROWS = 64
+# Chunks of heads per call, at least (when there are that many heads): enough to share between cores.
+MIN_CHUNKS = 8
 
 
 def query_tiles(num_queries: int, num_keys: int, itemsize: int, causal: bool) -> list[tuple[slice, slice]]:
@@ -208,12 +211,6 @@ def all_finite(*arrays: np.ndarray) -> bool:
         return all(math.isfinite(np.sum(array)) for array in arrays)
 
 
-def query_heads(kv_head: tuple, group: int) -> list[tuple]:
-    """The indices (*batch, h) of the G query heads that read k/v head (*batch, j): h = j G ... j G + G - 1."""
-    *batch, j = kv_head
-    return [(*batch, j * group + g) for g in range(group)]
-
-
 # Heads are independent, and NumPy's element-wise ops run on one core. Running the k/v heads
 # on all cores, each with a one-thread BLAS, keeps every core busy; OpenBLAS splitting each
 # small per-head product over its threads instead spends much of its time handing work over.
@@ -240,22 +237,22 @@ def one_thread_blas() -> tuple[int, Any]:
     return (threads, controller.limit(limits=1)) if threads > 1 else (1, None)
 
 
-def for_each_kv_head(task: Callable[[tuple], None], kv_heads: list[tuple], num_scores: int) -> None:
-    """Run ``task(kv_head)`` for every k/v head: on as many cores as BLAS has threads, when worthwhile.
+def for_each_chunk(task: Callable[[tuple], None], chunks: list[tuple], num_scores: int) -> None:
+    """Run ``task(chunk)`` for every chunk of heads: on as many cores as BLAS has threads, when worthwhile.
 
     Each task writes only its own heads' slices of the outputs, so the tasks
     need no locks and the result does not depend on how they are scheduled.
     The lock keeps two concurrent callers from both capping BLAS (and
     restoring it in the wrong order): the second one runs its heads in turn.
     """
-    workers, cap = one_thread_blas() if num_scores >= PARALLEL_MIN_SCORES and len(kv_heads) > 1 else (1, None)
+    workers, cap = one_thread_blas() if num_scores >= PARALLEL_MIN_SCORES and len(chunks) > 1 else (1, None)
     if cap is None or not _parallel_lock.acquire(blocking=False):
-        for kv_head in kv_heads:
-            task(kv_head)
+        for chunk in chunks:
+            task(chunk)
         return
     try:
         with cap, ThreadPoolExecutor(workers) as pool:
-            list(pool.map(task, kv_heads))  # list() re-raises a task's exception here
+            list(pool.map(task, chunks))  # list() re-raises a task's exception here
     finally:
         _parallel_lock.release()
 
@@ -317,49 +314,80 @@ def attention_forward(
         attn_mask = causal_mask(q.shape[-2], k.shape[-2])
     q4, k4, v4 = _with_head_axis(q), _with_head_axis(k), _with_head_axis(v)
     batch = np.broadcast_shapes(q4.shape[:-3], k4.shape[:-3], v4.shape[:-3])
-    num_heads, num_kv_heads = q4.shape[-3], k4.shape[-3]
-    # Scaling Q (L x E) instead of the scores (L x S) is the same product, cheaper.
-    q_scaled = np.broadcast_to(q4 * scale, (*batch, *q4.shape[-3:]))
-    k4, v4 = np.broadcast_to(k4, (*batch, *k4.shape[-3:])), np.broadcast_to(v4, (*batch, *v4.shape[-3:]))
-    # Causal tiles skip the keys after their last query: those weights stay 0 from np.zeros.
+    num_heads, num_kv_heads, num_keys = q4.shape[-3], k4.shape[-3], k4.shape[-2]
     # Skipping the masked keys changes nothing for finite inputs; a NaN or inf there reaches every
     # query of its head in torch (which adds the mask to the scores), so such calls compute all keys.
     causal_tiles = is_causal and all_finite(q, k, v)
+    # Causal tiles skip the keys after their last query: those weights stay 0 from np.zeros.
     allocate = np.zeros if is_causal else np.empty
-    weights = allocate((*batch, num_heads, q4.shape[-2], k4.shape[-2]), dtype=q.dtype)
+    weights = allocate((*batch, num_heads, q4.shape[-2], num_keys), dtype=q.dtype)
     out = np.empty((*batch, num_heads, q4.shape[-2], v4.shape[-1]), dtype=q.dtype)
     dropout_mask = draw_dropout_mask(scores_shape, dropout_p, rng)
-    keep = None if dropout_mask is None else _with_head_axis(dropout_mask)
-    # The mask viewed (not copied) at the full (..., Hq, L, S) shape, to index by head and tile.
     mask = additive_mask(attn_mask, q.dtype)
-    mask = None if mask is None else np.broadcast_to(mask, weights.shape)
-    tiles = query_tiles(q4.shape[-2], k4.shape[-2], q.itemsize, causal_tiles)
+    # Views (no copies) with each k/v head's G query heads on an axis of their own,
+    # (..., Hkv, G, L, X), and the k/v heads with an axis of 1 that broadcasts against it.
+    # Scaling Q (L x E) instead of the scores (L x S) is the same product, cheaper.
+    q5 = by_group(np.broadcast_to(q4 * scale, (*batch, *q4.shape[-3:])), num_kv_heads)
+    k5, v5 = (np.broadcast_to(x, (*batch, *x.shape[-3:]))[..., None, :, :] for x in (k4, v4))
+    weights5, out5 = by_group(weights, num_kv_heads), by_group(out, num_kv_heads)
+    mask5 = None if mask is None else by_group(np.broadcast_to(mask, weights.shape), num_kv_heads)
+    keep5 = None if dropout_mask is None else by_group(_with_head_axis(dropout_mask), num_kv_heads)
+    tiles = query_tiles(q4.shape[-2], num_keys, q.itemsize, causal_tiles)
+    chunks = attention_chunks(batch, weights5.shape[-4:-2], tiles, num_keys, q.itemsize)
 
-    def attend(kv_head: tuple) -> None:
-        for head in query_heads(kv_head, num_heads // num_kv_heads):
-            for rows, keys in tiles:
-                # scores = scale * Q K^T + mask, written straight into the weights buffer, where
-                # the softmax then runs in place. NumPy runs element-wise ops on a strided array
-                # through copies, so a tile that is not contiguous (a causal tile) is built apart.
-                tile = weights[head][rows, keys]
-                contiguous = tile.flags.c_contiguous
-                scores = np.matmul(q_scaled[head][rows], k4[kv_head][keys].T, out=tile if contiguous else None)
-                if mask is not None:
-                    # The causal mask is 0 left of the tile's first query: add it from there on.
-                    masked = slice(rows.start, keys.stop) if is_causal else keys
-                    scores[:, masked] += mask[head][rows, masked]
-                probs = softmax(scores, axis=-1, out=scores)
-                if not contiguous:
-                    tile[...] = probs
-                if keep is not None:
-                    probs = probs * dropout_scale(keep[head][rows, keys], dropout_p, q.dtype)
-                np.matmul(probs, v4[kv_head][keys], out=out[head][rows])
+    def attend(heads: tuple) -> None:
+        for rows, keys in tiles:
+            # scores = scale * Q K^T + mask, written straight into the weights buffer, where
+            # the softmax then runs in place. NumPy runs element-wise ops on a strided array
+            # through copies, so a tile that is not contiguous (part of a head) is built apart.
+            tile = weights5[heads][..., rows, keys]
+            contiguous = tile.flags.c_contiguous
+            scores = np.matmul(
+                q5[heads][..., rows, :], k5[heads][..., keys, :].swapaxes(-1, -2), out=tile if contiguous else None
+            )
+            if mask5 is not None:
+                # The causal mask is 0 left of the tile's first query: add it from there on.
+                masked = slice(rows.start, keys.stop) if is_causal else keys
+                scores[..., masked] += mask5[heads][..., rows, masked]
+            probs = softmax(scores, axis=-1, out=scores)
+            if not contiguous:
+                tile[...] = probs
+            if keep5 is not None:
+                probs = probs * dropout_scale(keep5[heads][..., rows, keys], dropout_p, q.dtype)
+            np.matmul(probs, v5[heads][..., keys, :], out=out5[heads][..., rows, :])
 
-    for_each_kv_head(attend, list(np.ndindex(*batch, num_kv_heads)), weights.size)
+    for_each_chunk(attend, chunks, weights.size)
     if q.ndim == 2:
         weights, out = weights[0], out[0]
     # The cache keeps its own copy of the output: a caller may modify the returned one in place.
     return out, AttentionCache(q, k, v, weights, dropout_mask, dropout_p, scale, out.copy(), causal_tiles)
+
+
+def by_group(x: np.ndarray, num_kv_heads: int) -> np.ndarray:
+    """(..., Hq, L, X) -> (..., Hkv, G, L, X): query head j G + g at [..., j, g] (a view)."""
+    *batch, num_heads, rows, cols = x.shape
+    return x.reshape(*batch, num_kv_heads, num_heads // max(1, num_kv_heads), rows, cols)
+
+
+def attention_chunks(batch: tuple, heads: tuple, tiles: list, num_keys: int, itemsize: int) -> list[tuple]:
+    """The units of work: (*batch index, slice of k/v heads), each a few heads of one batch entry.
+
+    A chunk holds as many heads as fit in TILE_BYTES with the first tile's rows, but no
+    more than leaves MIN_CHUNKS chunks to share between the cores. It holds one head when
+    a tile is part of a head's rows and all its keys: that tile is contiguous in one head,
+    not across heads. ``heads`` is (Hkv, G).
+    """
+    num_kv_heads, group = heads
+    rows, keys = (tiles[0][0].stop - tiles[0][0].start, tiles[0][1].stop) if tiles else (1, num_keys)
+    fits = max(1, TILE_BYTES // max(1, group * rows * num_keys * itemsize))
+    if len(tiles) > 1 and keys == num_keys:
+        fits = 1
+    per_chunk = max(1, min(fits, num_kv_heads, -(-math.prod(batch) * num_kv_heads // MIN_CHUNKS)))
+    return [
+        (*index, slice(start, min(start + per_chunk, num_kv_heads)))
+        for index in np.ndindex(*batch)
+        for start in range(0, num_kv_heads, per_chunk)
+    ]
 
 
 def attention_output_shape(cache: AttentionCache) -> tuple:
@@ -397,31 +425,35 @@ def attention_backward(
     dout = check_dout(dout, attention_output_shape(cache), q.dtype)
     q4, k4, v4 = _with_head_axis(q), _with_head_axis(k), _with_head_axis(v)
     weights4, out4, dout4 = _with_head_axis(weights), _with_head_axis(out), _with_head_axis(dout)
-    batch, num_heads, num_kv_heads = weights4.shape[:-3], q4.shape[-3], k4.shape[-3]
-    q4 = np.broadcast_to(q4, (*batch, *q4.shape[-3:]))
-    k4, v4 = np.broadcast_to(k4, (*batch, *k4.shape[-3:])), np.broadcast_to(v4, (*batch, *v4.shape[-3:]))
-    keep = None if dropout_mask is None else _with_head_axis(dropout_mask)
-    # rowsum(dP * P) of the softmax backward, as rowsum(dO * O): (..., Hq, L, 1).
-    out_dot = np.einsum("...e,...e->...", dout4, out4)[..., None]
-    dq, dk, dv = np.empty(q4.shape, q.dtype), np.zeros(k4.shape, q.dtype), np.zeros(v4.shape, q.dtype)
-    tiles = query_tiles(q4.shape[-2], k4.shape[-2], q.itemsize, causal_tiles)
+    batch, num_kv_heads, num_keys = weights4.shape[:-3], k4.shape[-3], k4.shape[-2]
+    q5 = by_group(np.broadcast_to(q4, (*batch, *q4.shape[-3:])), num_kv_heads)
+    k5, v5 = (np.broadcast_to(x, (*batch, *x.shape[-3:]))[..., None, :, :] for x in (k4, v4))
+    weights5, dout5 = by_group(weights4, num_kv_heads), by_group(dout4, num_kv_heads)
+    keep5 = None if dropout_mask is None else by_group(_with_head_axis(dropout_mask), num_kv_heads)
+    # rowsum(dP * P) of the softmax backward, as rowsum(dO * O): (..., Hkv, G, L, 1).
+    out_dot5 = by_group(np.einsum("...e,...e->...", dout4, out4)[..., None], num_kv_heads)
+    dq = np.empty((*batch, *q4.shape[-3:]), q.dtype)
+    dk, dv = np.zeros((*batch, *k4.shape[-3:]), q.dtype), np.zeros((*batch, *v4.shape[-3:]), q.dtype)
+    dq5 = by_group(dq, num_kv_heads)
+    tiles = query_tiles(q4.shape[-2], num_keys, q.itemsize, causal_tiles)
+    chunks = attention_chunks(batch, weights5.shape[-4:-2], tiles, num_keys, q.itemsize)
 
-    def attend_backward(kv_head: tuple) -> None:
-        for head in query_heads(kv_head, num_heads // num_kv_heads):
-            for rows, keys in tiles:
-                probs, dout_rows = weights4[head][rows, keys], dout4[head][rows]
-                keep_scale = None if keep is None else dropout_scale(keep[head][rows, keys], dropout_p, q.dtype)
-                dropped = probs if keep_scale is None else probs * keep_scale
-                dv[kv_head][keys] += dropped.T @ dout_rows
-                d_probs = dout_rows @ v4[kv_head][keys].T
-                if keep_scale is not None:
-                    d_probs *= keep_scale
-                # dS = P * (dP - rowsum(dO * O)), in place in the dP buffer.
-                d_scores = np.multiply(probs, np.subtract(d_probs, out_dot[head][rows], out=d_probs), out=d_probs)
-                np.matmul(d_scores, k4[kv_head][keys], out=dq[head][rows])
-                dk[kv_head][keys] += d_scores.T @ q4[head][rows]
+    def attend_backward(heads: tuple) -> None:
+        for rows, keys in tiles:
+            probs, dout_rows = weights5[heads][..., rows, keys], dout5[heads][..., rows, :]
+            keep_scale = None if keep5 is None else dropout_scale(keep5[heads][..., rows, keys], dropout_p, q.dtype)
+            dropped = probs if keep_scale is None else probs * keep_scale
+            # A k/v head's dK and dV sum over its G query heads (axis 1 of a tile) and over the tiles.
+            dv[heads][..., keys, :] += (dropped.swapaxes(-1, -2) @ dout_rows).sum(axis=1)
+            d_probs = dout_rows @ v5[heads][..., keys, :].swapaxes(-1, -2)
+            if keep_scale is not None:
+                d_probs *= keep_scale
+            # dS = P * (dP - rowsum(dO * O)), in place in the dP buffer.
+            d_scores = np.multiply(probs, np.subtract(d_probs, out_dot5[heads][..., rows, :], out=d_probs), out=d_probs)
+            np.matmul(d_scores, k5[heads][..., keys, :], out=dq5[heads][..., rows, :])
+            dk[heads][..., keys, :] += (d_scores.swapaxes(-1, -2) @ q5[heads][..., rows, :]).sum(axis=1)
 
-    for_each_kv_head(attend_backward, list(np.ndindex(*batch, num_kv_heads)), weights4.size)
+    for_each_chunk(attend_backward, chunks, weights4.size)
     # The scale of dQ = scale * dS K and dK = scale * dS^T Q, applied once to the (.., E) results.
     dq *= scale
     dk *= scale
