@@ -22,6 +22,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one round: checks the harness runs")
     parser.add_argument("--json", metavar="PATH", help="write every measured number to PATH")
     parser.add_argument("--plot", metavar="PATH", default="benchmark_ratios.png", help="PNG of the ratios")
+    parser.add_argument("--markdown", metavar="PATH", help="write the table as Markdown (as in benchmarks/README.md)")
     parser.add_argument("--cases", nargs="*", metavar="WORD", help="run only cases whose name contains WORD")
     parser.add_argument("--rounds", type=int, help="rounds of alternating blocks (default 5, quick 1)")
     parser.add_argument("--runs", type=int, help="timed runs per block, the best counts (default 3, quick 1)")
@@ -89,7 +90,37 @@ def print_case(result: dict) -> None:
         print(f"  note: {note}")
 
 
-def plot_ratios(results: list[dict], path: str) -> str | None:
+def markdown_table(results: list[dict], machine: dict) -> str:
+    """The results as a Markdown table: one row per candidate, then the ratios and their targets."""
+    lines = [
+        f"numpy {machine['numpy']}, {machine['blas'].get('library', 'BLAS')} ({machine['blas'].get('kernel', '?')}), "
+        f"torch {machine['torch']}, {machine['blas']['threads']} threads each; NumPy matmul peak "
+        + ", ".join(f"{d} {g:.0f} GFLOP/s" for d, g in machine["matmul_peak_gflops"].items())
+        + f"; load average {machine['load_average_before']} before, {machine['load_average_after']} after; "
+        f"{machine['rounds']} rounds, best of {machine['runs']}.",
+        "",
+        "| case | candidate | ms (median) | GFLOP/s | % of peak |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for case in results:
+        for name, row in case["candidates"].items():
+            lines.append(
+                f"| {case['name']} ({case['shape']}) | {name} | {row['median_seconds'] * 1e3:.1f} "
+                f"| {row['gflops']:.0f} | {100 * row['fraction_of_matmul_peak']:.0f} |"
+            )
+    lines += ["", "| case | time ratio (median of per-round ratios) | value | target | met |"]
+    lines.append("|---|---|---:|---:|---|")
+    for case in results:
+        for row in case["comparisons"]:
+            target = "" if row["target"] is None else f"<= {row['target']:.2f}"
+            met = "" if row["met"] is None else ("yes" if row["met"] else "**no**")
+            ratio = f"{row['numerator']} / {row['denominator']}"
+            lines.append(f"| {case['name']} | {ratio} | {row['median_ratio']:.2f} | {target} | {met} |")
+    notes = [f"{case['name']}: {note}" for case in results for note in case["notes"]]
+    return "\n".join(lines + ([""] + [f"- {note}" for note in notes] if notes else [])) + "\n"
+
+
+def plot_ratios(results: list[dict], path: str, machine: dict) -> str | None:
     """Horizontal bars of the median ratios, each with its target; None when matplotlib is missing."""
     try:
         import matplotlib.pyplot as plt
@@ -111,7 +142,12 @@ def plot_ratios(results: list[dict], path: str) -> str | None:
     ax.axvline(1.0, color="black", linestyle=":", linewidth=1)
     ax.set_yticks(y, labels, fontsize=7)
     ax.set_xlabel("time ratio (median over rounds); black tick = target, green = met, red = not met")
-    ax.set_title("numpy_attention vs PyTorch CPU")
+    load = machine.get("load_average_before")
+    ax.set_title(
+        f"numpy_attention vs PyTorch CPU, {machine['blas']['threads']} threads each\n"
+        f"numpy {machine['numpy']}, torch {machine['torch']}, load average {load[0] if load else '?'} at start",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -167,7 +203,11 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.json, "w") as f:
             json.dump({"machine": machine, "cases": results}, f, indent=1)
         print(f"wrote {args.json}")
-    if plot_ratios(results, args.plot):
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(markdown_table(results, machine))
+        print(f"wrote {args.markdown}")
+    if plot_ratios(results, args.plot, machine):
         print(f"wrote {args.plot}")
     else:
         print("no plot (matplotlib not installed, or no ratio to plot)")

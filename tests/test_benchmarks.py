@@ -8,8 +8,8 @@ from benchmarks.timing import alternate, median_ratio
 
 
 def test_quick_benchmark_writes_its_json_and_plot(tmp_path, capsys):
-    json_path, plot_path = tmp_path / "bench.json", tmp_path / "ratios.png"
-    assert main(["--quick", "--json", str(json_path), "--plot", str(plot_path)]) == 0
+    json_path, plot_path, table_path = tmp_path / "bench.json", tmp_path / "ratios.png", tmp_path / "table.md"
+    assert main(["--quick", "--json", str(json_path), "--plot", str(plot_path), "--markdown", str(table_path)]) == 0
     report = json.loads(json_path.read_text())
     assert report["machine"]["blas"]["threads"] >= 1
     names = [case["name"] for case in report["cases"]]
@@ -21,6 +21,7 @@ def test_quick_benchmark_writes_its_json_and_plot(tmp_path, capsys):
         for row in case["comparisons"]:
             assert row["median_ratio"] > 0 and row["met"] in (None, True, False)
     assert plot_path.stat().st_size > 0
+    assert "| attention fwd+bwd float32" in table_path.read_text()
     assert "attention fwd+bwd float32" in capsys.readouterr().out
 
 
