@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     if blas["OPENBLAS_CORETYPE"] or blas["OPENBLAS_L2_SIZE"]:
         print("warning: OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are set and may select a slower kernel; "
               "run with `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`")
-    print("torch: not installed (NumPy-only figures)" if torch is None
+    print("torch: not used (not installed, or --no-torch): NumPy-only figures" if torch is None
           else f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"NumPy matmul peak ({peak_size}^3): " + ", ".join(f"{d} {g:.0f} GFLOP/s" for d, g in peaks.items()))
     print(f"load average: {machine['load_average_before']}; {rounds} rounds x best of {runs}, pause {pause}s")
