@@ -50,10 +50,12 @@ class Linear(Module):
         return dx
 
 
-# impl name -> (forward, backward); the tiled implementation registers itself here.
+# impl name -> (forward, backward): the naive pair (forms the L x S weights) or the
+# tiled one (linear memory, no weights returned).
 ATTENTION_IMPLS: dict[str, tuple[Callable, Callable]] = {
     "naive": (F.attention_forward, F.attention_backward),
 }
+ATTENTION_IMPLS["flash"] = (F.flash_attention_forward, F.flash_attention_backward)
 
 
 class ScaledDotProductAttention(Module):

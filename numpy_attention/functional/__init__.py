@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .attention import AttentionCache, attention_backward, attention_forward
+from .flash import FlashAttentionCache, flash_attention_backward, flash_attention_forward
 from .linear import LinearCache, linear_backward, linear_forward
 from .softmax import SoftmaxCache, softmax_backward, softmax_forward
 
@@ -36,10 +37,13 @@ def scaled_dot_product_attention(
 
 __all__ = [
     "AttentionCache",
+    "FlashAttentionCache",
     "LinearCache",
     "SoftmaxCache",
     "attention_backward",
     "attention_forward",
+    "flash_attention_backward",
+    "flash_attention_forward",
     "linear_backward",
     "linear_forward",
     "scaled_dot_product_attention",
