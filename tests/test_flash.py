@@ -1,11 +1,17 @@
 """The tiled attention pair computes the naive pair's function, gradients included, in linear memory."""
 
+import json
+import os
+import re
+import subprocess
+import sys
 import warnings
 
 import numpy as np
 import pytest
 from attention_cases import CASES, Case
 from conftest import random_like, rel_error
+from example_runner import ROOT, assert_png, run_example
 from test_attention import BAD_CALLS
 
 from gradcheck import numerical_gradients
@@ -329,3 +335,32 @@ def test_module_with_flash_impl_applies_dropout_in_training_only():
     layer.eval()
     eval_out, _ = layer(x, x, x)
     np.testing.assert_allclose(eval_out, attention_forward(x, x, x)[0], rtol=1e-12)
+
+
+def test_memory_benchmark_shows_quadratic_naive_and_flat_flash_memory(tmp_path):
+    record_path = tmp_path / "memory.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "memory.py"), "--sizes", "256", "512", "1024",
+         "--repeats", "1", "--naive-budget-gib", "0.01", "--json", str(record_path)],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(record_path.read_text())["rows"]
+    assert [row["length"] for row in rows] == [256, 512, 1024]
+    # Twice the length: the naive pair's working memory about 4x, the tiled pair's unchanged.
+    assert rows[1]["naive"]["extra_bytes"] > 3.5 * rows[0]["naive"]["extra_bytes"]
+    assert rows[2]["flash"]["extra_bytes"] < 1.5 * rows[0]["flash"]["extra_bytes"]
+    assert rows[1]["flash"]["extra_bytes"] < rows[1]["naive"]["extra_bytes"] / 2
+    # 10 MiB of budget: the naive pair's predicted 13 MiB at L = 1024 is skipped, and said so.
+    assert "naive" not in rows[2] and "exceeds the 0.01 GiB budget" in rows[2]["naive_skipped"]
+    assert "naive skipped at L = 1024" in result.stdout
+    assert rows[0]["time_ratio_flash_over_naive"] > 0 and rows[2]["flash"]["median_seconds"] > 0
+
+
+def test_long_sequence_example_checks_flash_and_draws_the_figure(tmp_path):
+    pytest.importorskip("matplotlib", reason="the example draws with matplotlib: pip install matplotlib")
+    stdout = run_example("long_sequence.py", tmp_path, "--max-len", "512")
+    difference = float(re.search(r"largest relative difference (\S+)", stdout).group(1))
+    assert difference < 1e-12
+    assert "| 512 |" in stdout
+    assert_png(tmp_path / "long_sequence.png")
