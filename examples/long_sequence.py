@@ -39,24 +39,27 @@ def largest_relative_difference(length: int = 512, head_dim: int = 64) -> float:
     return max(float(np.abs(a - b).max() / np.abs(a).max()) for a, b in pairs)
 
 
+def measured(rows: list[dict], impl: str, value) -> tuple[np.ndarray, np.ndarray]:
+    """The lengths at which ``impl`` ran and ``value(row[impl])`` there."""
+    rows = [row for row in rows if impl in row]
+    return np.array([row["length"] for row in rows], dtype=float), np.array([value(row[impl]) for row in rows])
+
+
 def plot(record: dict, outdir: Path) -> Path:
     plt = pyplot()
     rows = record["rows"]
     fig, (ax_memory, ax_time) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for impl, style in (("naive", "o-"), ("flash", "s-")):
-        measured = [row for row in rows if impl in row]
-        lengths = [row["length"] for row in measured]
-        ax_memory.plot(lengths, [row[impl]["peak_bytes"] / 2**20 for row in measured], style, label=impl)
-        ax_time.plot(lengths, [row[impl]["median_seconds"] for row in measured], style, label=impl)
-    # Guides through the first point of each: the naive pair's L^2, the tiled pair's L.
-    lengths = np.array([row["length"] for row in rows], dtype=float)
-    first = rows[0]
-    for ax, naive_value, flash_value in (
-        (ax_memory, first["naive"]["peak_bytes"] / 2**20, first["flash"]["peak_bytes"] / 2**20),
-        (ax_time, first["naive"]["median_seconds"], first["flash"]["median_seconds"]),
-    ):
-        ax.plot(lengths, naive_value * (lengths / lengths[0]) ** 2, ":", color="gray", label="~ L^2")
-        ax.plot(lengths, flash_value * (lengths / lengths[0]), "--", color="gray", label="~ L")
+    panels = ((ax_memory, lambda m: m["peak_bytes"] / 2**20, {"naive": 2, "flash": 1}),
+              (ax_time, lambda m: m["median_seconds"], {"naive": 2}))  # both times grow as L^2
+    all_lengths = np.array([row["length"] for row in rows], dtype=float)
+    for ax, value, guides in panels:
+        for impl, style in (("naive", "o-"), ("flash", "s-")):
+            ax.plot(*measured(rows, impl, value), style, label=impl)
+        # Guide lines through the last (largest, least noisy) point: how each should grow.
+        for impl, power in guides.items():
+            lengths, values = measured(rows, impl, value)
+            ax.plot(all_lengths, values[-1] * (all_lengths / lengths[-1]) ** power,
+                    ":" if power == 2 else "--", color="gray", label=f"~ L^{power}" if power > 1 else "~ L")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("sequence length L = S")

@@ -192,7 +192,8 @@ def flash_attention_forward(
     Same arguments, semantics and output as :func:`attention_forward` (see
     there), plus ``block_size``: tiles are ``block_size`` queries by
     ``block_size`` keys. Any positive size gives the same result up to
-    rounding; the default (128) keeps a tile's working set in a per-core L2 cache.
+    rounding; None picks :func:`default_block_size` (256 in float32 and 128
+    in float64 for E = 64), whose tile fits in a per-core L2 cache.
 
     For each row tile i, the key tiles j update a running row maximum ``m``,
     normaliser ``l`` and unnormalised output ``acc``::
