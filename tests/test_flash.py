@@ -10,9 +10,9 @@ import warnings
 import numpy as np
 import pytest
 from attention_cases import CASES, Case
-from conftest import random_like, rel_error
+from conftest import random_like, rel_error, require_torch
 from example_runner import ROOT, assert_png, run_example
-from test_attention import BAD_CALLS
+from test_attention import BAD_CALLS, torch_reference
 
 from gradcheck import numerical_gradients
 from numpy_attention import ScaledDotProductAttention
@@ -105,6 +105,21 @@ def test_flash_equals_naive_on_the_case_grid(monkeypatch, case, block_size):
 @pytest.mark.parametrize("case, block_size", RANDOM_CASES, ids=[f"{c.name}-b{b}" for c, b in RANDOM_CASES])
 def test_flash_equals_naive_on_random_shapes_and_options(monkeypatch, case, block_size):
     assert_flash_equals_naive(monkeypatch, case, block_size)
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_flash_matches_torch(case):
+    torch = require_torch()
+    q, k, v, options = case.build(seed=3)
+    out, cache = flash_attention_forward(q, k, v, **options, rng=np.random.default_rng(4), block_size=2)
+    scores_shape = naive_module.attention_scores_shape(q, k, v)
+    dropout_mask = None if cache.dropout_seed is None else full_dropout_mask(cache, scores_shape)
+    out_t, tensors = torch_reference(torch, q, k, v, options, dropout_mask)
+    dout = random_like(np.random.default_rng(5), out.shape)
+    out_t.backward(torch.tensor(dout))
+    assert rel_error(out, out_t.detach().numpy()) < 1e-10
+    for name, grad, tensor in zip("qkv", flash_attention_backward(dout, cache), tensors):
+        assert rel_error(grad, tensor.grad.numpy()) < 1e-10, name
 
 
 def test_random_grid_covers_every_option():
