@@ -8,7 +8,7 @@ both for L = S = 256, 512, ..., --max-len (one head, E = 64, float32), using
 benchmarks/memory.py to measure the peak traced memory and the wall time,
 prints the table and plots both against L on log-log axes, with L and L^2
 guide lines, in long_sequence.png. ``--max-len 16384 --repeats 3`` draws the
-README figure (about two minutes; the naive pair then needs about 3 GiB).
+README figure (a few minutes; the naive pair then needs about 3 GiB).
 """
 
 from __future__ import annotations
