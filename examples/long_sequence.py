@@ -69,7 +69,8 @@ def plot(record: dict, outdir: Path) -> Path:
     ax_time.set_ylabel("wall time, forward + backward (s)")
     config = record["config"]
     ax_memory.set_title(f"Memory (1 head, E = {config['head_dim']}, {config['dtype']}; inputs not counted)")
-    ax_time.set_title(f"Time (median of {config['repeats']})")
+    threads = ", ".join(f"{k}={v}" for k, v in record["machine"]["threads_env"].items() if v is not None)
+    ax_time.set_title(f"Time (median of {config['repeats']}{', ' + threads if threads else ''})")
     skipped = [row["length"] for row in rows if "naive_skipped" in row]
     if skipped:
         ax_memory.annotate(f"naive skipped at L = {skipped}: over the memory budget",
