@@ -31,9 +31,14 @@ def pyplot():
     return plt
 
 
-def heatmap(ax, values, title: str, xlabel: str, ylabel: str, annotate: bool = True, cmap: str = "viridis"):
-    """Draw ``values`` as a heatmap with a colorbar and, if asked, the numbers in the cells."""
-    image = ax.imshow(values, cmap=cmap)
+def heatmap(ax, values, title: str, xlabel: str, ylabel: str, annotate: bool = True, cmap: str = "viridis",
+            centered: bool = False):
+    """Draw ``values`` as a heatmap with a colorbar and, if asked, the numbers in the cells.
+
+    ``centered=True`` (for gradients, with a diverging ``cmap``) puts 0 in the middle of the colors.
+    """
+    limit = np.abs(values).max() if centered else None
+    image = ax.imshow(values, cmap=cmap, vmin=None if limit is None else -limit, vmax=limit)
     ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
@@ -43,8 +48,9 @@ def heatmap(ax, values, title: str, xlabel: str, ylabel: str, annotate: bool = T
     if annotate:
         middle = (values.max() + values.min()) / 2
         for (i, j), value in np.ndenumerate(values):
+            light_cell = abs(value) < 0.6 * limit if centered else value > middle
             ax.text(j, i, f"{value:.4f}", ha="center", va="center",
-                    color="black" if value > middle else "white", fontsize=9)
+                    color="black" if light_cell else "white", fontsize=9)
     return image
 
 

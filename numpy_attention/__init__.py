@@ -8,17 +8,23 @@ The ops live in :mod:`numpy_attention.functional` as forward/backward pairs;
 the modules here own parameters and call those pairs.
 """
 
-from . import functional
+from . import functional, optim
 from .functional import scaled_dot_product_attention
-from .layers import Linear, ScaledDotProductAttention
+from .layers import Embedding, Linear, ScaledDotProductAttention
 from .module import Module
+from .multihead import MultiHeadAttention
+from .optim import Adam
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Adam",
+    "Embedding",
     "Linear",
     "Module",
+    "MultiHeadAttention",
     "ScaledDotProductAttention",
     "functional",
+    "optim",
     "scaled_dot_product_attention",
 ]

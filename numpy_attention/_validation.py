@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,17 @@ def as_float_array(x: Any, name: str, dtype: np.dtype | None = None) -> np.ndarr
     return array
 
 
+def check_float_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
+    """A module's parameter dtype: float32 or float64."""
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError as err:
+        raise TypeError(f"{name} must be np.float32 or np.float64; got {dtype!r}") from err
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be np.float32 or np.float64; got {dtype}")
+    return dtype
+
+
 def same_dtype(arrays: Sequence[np.ndarray], names: Sequence[str]) -> np.dtype:
     """The common dtype of ``arrays``; mixed float32/float64 is an error, as in torch."""
     dtypes = {a.dtype for a in arrays}
@@ -69,6 +81,21 @@ def check_ndim(x: np.ndarray, name: str, allowed: Sequence[int] | None = None, m
         raise ValueError(f"{name} must be {expected}-dimensional; got shape {x.shape}")
     if x.ndim < min_ndim:
         raise ValueError(f"{name} must have at least {min_ndim} dimensions; got shape {x.shape}")
+
+
+def check_axis(axis: Any, ndim: int, name: str = "axis") -> int:
+    """An int axis (not a bool) in [-ndim, ndim), returned non-negative."""
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
+        raise TypeError(f"{name} must be an int; got {describe(axis)}")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{name} must be in [{-ndim}, {ndim}) for an array with {ndim} dimensions; got {axis}")
+    return int(axis) % ndim
+
+
+def check_cache(cache: Any, cache_type: type, forward_name: str) -> None:
+    """A backward takes the cache its own forward returned (catches swapped or foreign caches)."""
+    if not isinstance(cache, cache_type):
+        raise TypeError(f"cache must be the {cache_type.__name__} returned by {forward_name}; got {describe(cache)}")
 
 
 def check_dout(dout: Any, expected_shape: tuple, dtype: np.dtype, name: str = "dout") -> np.ndarray:
@@ -114,6 +141,38 @@ def check_positive_int(value: Any, name: str) -> int:
     return int(value)
 
 
+def check_index(value: Any, name: str, size: int) -> int:
+    """An int in [-size, size), returned in [0, size): a Python-style index into ``size`` items."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int; got {describe(value)}")
+    if not -size <= value < size:
+        raise ValueError(f"{name} must be in [{-size}, {size}); got {value!r}")
+    return int(value) % size
+
+
+def as_index_array(x: Any, name: str, size: int, ignore_index: int | None = None) -> np.ndarray:
+    """An integer array whose entries index ``size`` items: each in [0, size), or ``ignore_index``.
+
+    Token ids and class targets are labels, not numbers to differentiate:
+    float and bool arrays are rejected rather than rounded or cast, and an
+    out-of-range entry is a ValueError naming it (not an IndexError from NumPy).
+    """
+    if isinstance(x, (list, tuple)) or (isinstance(x, numbers.Integral) and not isinstance(x, bool)):
+        x = np.asarray(x)
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array of integer indices; got {describe(x)}")
+    if x.dtype.kind not in "iu":
+        raise TypeError(f"{name} must have an integer dtype (indices); got dtype {x.dtype}")
+    used = x if ignore_index is None else x[x != ignore_index]
+    outside = used[(used < 0) | (used >= size)]
+    if outside.size:
+        allowed = f"[0, {size})" + ("" if ignore_index is None else f" or ignore_index = {ignore_index}")
+        raise ValueError(
+            f"{name} must hold indices in {allowed}; got {outside.flat[0]} (in {name} of shape {x.shape})"
+        )
+    return x
+
+
 def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}; got {value!r}")
@@ -140,11 +199,8 @@ def broadcast_batch(shapes: Sequence[tuple], names: Sequence[str]) -> tuple:
         raise ValueError(f"batch dimensions of {', '.join(names)} do not broadcast; got {got}") from None
 
 
-def as_mask(mask: Any, name: str, target_shape: tuple, dtype: np.dtype) -> np.ndarray:
-    """A boolean mask, or a float mask cast to ``dtype``, broadcastable to ``target_shape``.
-
-    The mask may not enlarge the result: it has to broadcast *to* ``target_shape``.
-    """
+def as_mask_array(mask: Any, name: str, dtype: np.dtype) -> np.ndarray:
+    """A boolean mask as is, or a float mask cast to ``dtype``; anything else is a TypeError."""
     if not isinstance(mask, np.ndarray):
         if isinstance(mask, (list, tuple)):
             mask = np.asarray(mask)
@@ -153,9 +209,20 @@ def as_mask(mask: Any, name: str, target_shape: tuple, dtype: np.dtype) -> np.nd
     if mask.dtype == np.bool_:
         pass
     elif mask.dtype.kind == "f":
-        mask = mask.astype(dtype, copy=False)
+        # A float64 mask of -1e300 (or finfo.min) means "blocked": in float32 that is -inf, said quietly.
+        with np.errstate(over="ignore"):
+            mask = mask.astype(dtype, copy=False)
     else:
         raise TypeError(f"{name} must have dtype bool or a float dtype; got dtype {mask.dtype}")
+    return mask
+
+
+def as_mask(mask: Any, name: str, target_shape: tuple, dtype: np.dtype) -> np.ndarray:
+    """A boolean mask, or a float mask cast to ``dtype``, broadcastable to ``target_shape``.
+
+    The mask may not enlarge the result: it has to broadcast *to* ``target_shape``.
+    """
+    mask = as_mask_array(mask, name, dtype)
     try:
         fits = np.broadcast_shapes(mask.shape, target_shape) == tuple(target_shape)
     except ValueError:
@@ -165,6 +232,49 @@ def as_mask(mask: Any, name: str, target_shape: tuple, dtype: np.dtype) -> np.nd
             f"{name} of shape {mask.shape} does not broadcast to the attention shape {tuple(target_shape)}"
         )
     return mask
+
+
+def check_state_dict(state_dict: Any, params: Mapping[str, np.ndarray], owner: str) -> dict[str, np.ndarray]:
+    """Validate a whole state dict against ``params`` before anything is written.
+
+    Keys must match exactly; each value must be a real NumPy array of the
+    parameter's shape, finite once cast to the parameter's dtype (a float64
+    1e300 is inf in float32). Returns the values cast to the parameters' dtypes.
+    """
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(f"state_dict must be a mapping of name -> array; got {describe(state_dict)}")
+    missing = sorted(set(params) - set(state_dict))
+    extra = sorted(set(state_dict) - set(params), key=str)
+    if missing or extra:
+        raise ValueError(
+            f"state_dict keys do not match {owner}'s parameters: "
+            f"missing {missing}, unexpected {extra}; expected {sorted(params)}"
+        )
+    checked = {}
+    for name, current in params.items():
+        value = state_dict[name]
+        key = f"state_dict[{name!r}]"
+        if not isinstance(value, np.ndarray):
+            raise TypeError(f"{key} must be a NumPy array; got {describe(value)}")
+        if value.dtype.kind not in "fiu":
+            raise TypeError(f"{key} must have a real dtype (the parameter is {current.dtype}); got dtype {value.dtype}")
+        if value.shape != current.shape:
+            raise ValueError(f"{key} must have shape {current.shape}; got {value.shape}")
+        with np.errstate(over="ignore"):
+            value = value.astype(current.dtype, copy=False)
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"{key} contains NaN or inf (as {current.dtype}); parameters must be finite")
+        checked[name] = value
+    return checked
+
+
+def check_path(path: Any, name: str = "path") -> str:
+    """A file name (str or os.PathLike) or a binary file object; returns how to name it in messages."""
+    if isinstance(path, (str, os.PathLike)):
+        return repr(os.fspath(path))
+    if hasattr(path, "read") or hasattr(path, "write"):
+        return repr(getattr(path, "name", type(path).__name__))
+    raise TypeError(f"{name} must be a str, an os.PathLike or a binary file object; got {describe(path)}")
 
 
 def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:

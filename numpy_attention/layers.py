@@ -1,4 +1,4 @@
-"""Thin modules over the functional pairs: ``Linear`` and ``ScaledDotProductAttention``."""
+"""Thin modules over the functional pairs: ``Linear``, ``Embedding`` and ``ScaledDotProductAttention``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,16 @@ from typing import Any, Callable
 import numpy as np
 
 from . import functional as F
-from ._validation import as_float_array, as_generator, check_choice, check_positive_int, check_probability, check_real
+from ._validation import (
+    as_float_array,
+    as_generator,
+    check_bool,
+    check_choice,
+    check_index,
+    check_positive_int,
+    check_probability,
+    check_real,
+)
 from .module import Module, check_float_dtype
 
 
@@ -34,7 +43,7 @@ class Linear(Module):
         rng = as_generator(rng)
         bound = 1.0 / math.sqrt(in_features)
         self.add_param("weight", rng.uniform(-bound, bound, (out_features, in_features)).astype(self.dtype))
-        if bias:
+        if check_bool(bias, "bias"):
             self.add_param("bias", rng.uniform(-bound, bound, out_features).astype(self.dtype))
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -48,6 +57,43 @@ class Linear(Module):
         if dbias is not None:
             self.accumulate("bias", dbias)
         return dx
+
+
+class Embedding(Module):
+    """A table of learned vectors looked up by index, as ``torch.nn.Embedding``.
+
+    ``weight`` is (num_embeddings, embedding_dim), initialised N(0, 1) as in
+    torch, with the ``padding_idx`` row (if any) zero and never updated by a
+    gradient. ``forward(indices)`` takes an integer array (...) and returns
+    (..., embedding_dim); ``backward(dout)`` accumulates into ``grads["weight"]``
+    and returns None: indices have no gradient.
+    """
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        padding_idx: int | None = None,
+        *,
+        dtype: Any = np.float64,
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.num_embeddings = check_positive_int(num_embeddings, "num_embeddings")
+        self.embedding_dim = check_positive_int(embedding_dim, "embedding_dim")
+        self.padding_idx = None if padding_idx is None else check_index(padding_idx, "padding_idx", num_embeddings)
+        self.dtype = check_float_dtype(dtype)
+        weight = as_generator(rng).standard_normal((num_embeddings, embedding_dim)).astype(self.dtype)
+        if self.padding_idx is not None:
+            weight[self.padding_idx] = 0
+        self.add_param("weight", weight)
+
+    def forward(self, indices: np.ndarray) -> np.ndarray:
+        out, self._cache = F.embedding_forward(indices, self.params["weight"], self.padding_idx)
+        return out
+
+    def backward(self, dout: np.ndarray) -> None:
+        self.accumulate("weight", F.embedding_backward(dout, self.saved_cache()))
 
 
 # impl name -> (forward, backward): the naive pair (forms the L x S weights) or the

@@ -7,26 +7,18 @@ into ``grads`` and returns the input gradients.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import zipfile
 from collections.abc import Mapping
-from typing import Any, Union
+from typing import Any, BinaryIO, Union
 
 import numpy as np
 
-from ._validation import FLOAT_DTYPES, describe
+from ._validation import check_float_dtype, check_path, check_state_dict, describe
+
+__all__ = ["Module", "check_float_dtype"]
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-
-def check_float_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
-    try:
-        dtype = np.dtype(dtype)
-    except TypeError as err:
-        raise TypeError(f"{name} must be np.float32 or np.float64; got {dtype!r}") from err
-    if dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must be np.float32 or np.float64; got {dtype}")
-    return dtype
 
 
 class Module:
@@ -84,57 +76,51 @@ class Module:
     def load_state_dict(self, state_dict: Mapping) -> None:
         """Copy parameters in. Everything is checked before anything is written.
 
-        Raises ValueError on missing or extra keys, wrong shapes, or NaN/inf
-        values; TypeError on non-float values. The parameters are unchanged
-        when anything is rejected.
+        Raises ValueError on missing or extra keys, wrong shapes, or values that
+        are NaN/inf in the parameter's dtype; TypeError on non-array or
+        non-real values. The parameters are unchanged when anything is rejected.
         """
-        if not isinstance(state_dict, Mapping):
-            raise TypeError(f"state_dict must be a mapping of name -> array; got {describe(state_dict)}")
-        missing = sorted(set(self.params) - set(state_dict))
-        extra = sorted(set(state_dict) - set(self.params))
-        if missing or extra:
-            raise ValueError(
-                f"state_dict keys do not match {type(self).__name__}'s parameters: "
-                f"missing {missing}, unexpected {extra}; expected {sorted(self.params)}"
-            )
-        checked = {}
-        for name, current in self.params.items():
-            value = state_dict[name]
-            if not isinstance(value, np.ndarray):
-                raise TypeError(f"state_dict[{name!r}] must be a NumPy array; got {describe(value)}")
-            if value.dtype.kind not in "fiu":
-                raise TypeError(
-                    f"state_dict[{name!r}] must have a float dtype ({current.dtype}); got dtype {value.dtype}"
-                )
-            if value.shape != current.shape:
-                raise ValueError(
-                    f"state_dict[{name!r}] must have shape {current.shape}; got {value.shape}"
-                )
-            if not np.all(np.isfinite(value)):
-                raise ValueError(f"state_dict[{name!r}] contains NaN or inf; parameters must be finite")
-            checked[name] = value
+        checked = check_state_dict(state_dict, self.params, type(self).__name__)
         for name, value in checked.items():
-            np.copyto(self.params[name], value, casting="unsafe")
+            np.copyto(self.params[name], value)
 
-    def save(self, path: PathLike) -> None:
-        """Write the parameters to an ``.npz`` file (no pickle)."""
-        np.savez(path, **self.state_dict())
+    def save(self, path: PathLike | BinaryIO) -> None:
+        """Write the parameters to an ``.npz`` archive at exactly ``path`` (no pickle, no added suffix)."""
+        check_path(path)
+        if isinstance(path, (str, os.PathLike)):
+            with open(path, "wb") as file:
+                np.savez(file, **self.state_dict())
+        else:
+            np.savez(path, **self.state_dict())
 
-    def load(self, path: PathLike) -> None:
-        """Read parameters written by :meth:`save`; a corrupt or foreign file is a ValueError."""
+    def load(self, path: PathLike | BinaryIO) -> None:
+        """Read parameters written by :meth:`save`, with ``allow_pickle=False``.
+
+        A file that cannot be opened raises what ``open`` raises (FileNotFoundError);
+        anything wrong with its content (not an ``.npz``, truncated, corrupt,
+        pickled objects, other keys, shapes or dtypes) is a ValueError naming
+        the path. The parameters are unchanged unless the whole file is valid.
+        """
+        where = check_path(path)
+        problem = f"path {where} is not a valid {type(self).__name__} parameter file"
+        with open(path, "rb") if isinstance(path, (str, os.PathLike)) else contextlib.nullcontext(path) as file:
+            try:
+                state = read_npz(file)
+            # A damaged archive can fail anywhere in zipfile, zlib or the .npy reader (BadZipFile,
+            # zlib.error, EOFError, NotImplementedError for a garbled version field, MemoryError
+            # for a garbled shape, ...): to the caller every one of them is a bad file.
+            except Exception as err:
+                raise ValueError(f"{problem}: {type(err).__name__}: {err}") from err
         try:
-            archive = np.load(path, allow_pickle=False)
-        except FileNotFoundError:
-            raise
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-            raise ValueError(f"path {os.fspath(path)!r} is not a readable .npz parameter file: {err}") from err
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ValueError(
-                f"path {os.fspath(path)!r} holds a single array; expected an .npz archive written by save()"
-            )
-        try:
-            with archive:
-                state = {name: archive[name] for name in archive.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as err:
-            raise ValueError(f"path {os.fspath(path)!r} is not a readable .npz parameter file: {err}") from err
-        self.load_state_dict(state)
+            self.load_state_dict(state)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{problem}: {err}") from err
+
+
+def read_npz(file: BinaryIO) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` archive, read without unpickling anything."""
+    archive = np.load(file, allow_pickle=False)
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError("it holds a single array; expected an .npz archive written by save()")
+    with archive:
+        return {name: archive[name] for name in archive.files}

@@ -14,8 +14,10 @@ from __future__ import annotations
 import numpy as np
 
 from .attention import AttentionCache, attention_backward, attention_forward
+from .embedding import EmbeddingCache, embedding_backward, embedding_forward
 from .flash import FlashAttentionCache, flash_attention_backward, flash_attention_forward
 from .linear import LinearCache, linear_backward, linear_forward
+from .loss import CrossEntropyCache, cross_entropy_backward, cross_entropy_forward
 from .softmax import SoftmaxCache, softmax_backward, softmax_forward
 
 
@@ -37,11 +39,17 @@ def scaled_dot_product_attention(
 
 __all__ = [
     "AttentionCache",
+    "CrossEntropyCache",
+    "EmbeddingCache",
     "FlashAttentionCache",
     "LinearCache",
     "SoftmaxCache",
     "attention_backward",
     "attention_forward",
+    "cross_entropy_backward",
+    "cross_entropy_forward",
+    "embedding_backward",
+    "embedding_forward",
     "flash_attention_backward",
     "flash_attention_forward",
     "linear_backward",

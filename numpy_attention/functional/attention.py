@@ -24,6 +24,7 @@ from .._validation import (
     as_mask,
     broadcast_batch,
     check_bool,
+    check_cache,
     check_dout,
     check_probability,
     check_real,
@@ -58,12 +59,16 @@ class AttentionCache(NamedTuple):
 def split_groups(x: np.ndarray, num_kv_heads: int) -> np.ndarray:
     """(..., Hq, L, X) -> (..., Hkv, G*L, X): each group's query heads as extra rows."""
     *batch, num_heads, rows, cols = x.shape
+    if num_heads == num_kv_heads:  # no grouping (also covers 0 heads, an empty batch of 3-D input)
+        return x
     return x.reshape(*batch, num_kv_heads, (num_heads // num_kv_heads) * rows, cols)
 
 
 def merge_groups(x: np.ndarray, num_heads: int) -> np.ndarray:
     """(..., Hkv, G*L, X) -> (..., Hq, L, X), the inverse of :func:`split_groups`."""
     *batch, num_kv_heads, group_rows, cols = x.shape
+    if num_heads == num_kv_heads:
+        return x
     return x.reshape(*batch, num_heads, group_rows * num_kv_heads // num_heads, cols)
 
 
@@ -95,9 +100,9 @@ def check_qkv(q: Any, k: Any, v: Any) -> tuple[np.ndarray, np.ndarray, np.ndarra
             raise ValueError(
                 f"k and v must have the same number of heads (dimension -3); got k {k.shape} and v {v.shape}"
             )
-        if num_kv_heads == 0 or num_heads % num_kv_heads != 0:
+        if num_heads != num_kv_heads and (num_heads == 0 or num_kv_heads == 0 or num_heads % num_kv_heads):
             raise ValueError(
-                f"the number of query heads Hq must be a multiple of the number of key/value heads Hkv; "
+                f"the number of query heads Hq must be a positive multiple of the number of key/value heads Hkv; "
                 f"got Hq = {num_heads} (q {q.shape}) and Hkv = {num_kv_heads} (k {k.shape})"
             )
         broadcast_batch([q.shape[:-3], k.shape[:-3], v.shape[:-3]], ["q", "k", "v"])
@@ -139,7 +144,8 @@ def apply_mask(scores: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     if mask is None:
         return scores
     if mask.dtype == np.bool_:
-        return np.where(mask, scores, -np.inf).astype(scores.dtype, copy=False)
+        # Added, not substituted, as torch does: a NaN score stays NaN even where it is masked.
+        mask = np.where(mask, 0.0, -np.inf).astype(scores.dtype, copy=False)
     return scores + mask
 
 
@@ -198,7 +204,8 @@ def attention_forward(
         attn_mask, dropout_p, is_causal, scale, scores_shape, q.dtype
     )
     if scale is None:
-        scale = 1.0 / math.sqrt(q.shape[-1])
+        # With E = 0 every score is an empty sum, 0 whatever the scale (torch: uniform weights).
+        scale = 1.0 / math.sqrt(q.shape[-1]) if q.shape[-1] else 1.0
     if is_causal:
         attn_mask = causal_mask(q.shape[-2], k.shape[-2])
 
@@ -248,6 +255,7 @@ def attention_backward(
 
     See docs/derivations.md, section "Scaled dot-product attention".
     """
+    check_cache(cache, AttentionCache, "attention_forward")
     q, k, v, weights, dropout_mask, dropout_p, scale = cache
     dout = check_dout(dout, attention_output_shape(cache), q.dtype)
     q4, k4, v4 = _with_head_axis(q), _with_head_axis(k), _with_head_axis(v)

@@ -9,12 +9,13 @@ a row tile ``i`` and the key tiles ``j`` arriving one after another::
     m    = max(m, rowmax(S_ij))                             running row maximum
     l    = l * exp(m_old - m) + rowsum(exp(S_ij - m))       running normaliser
     acc  = acc * exp(m_old - m) + (exp(S_ij - m) * Z_ij) V_j
-    O_i  = acc / l,   lse_i = m + log(l)                    after the last key tile
+    O_i  = acc / l                                          after the last key tile
 
 (``Z`` is the dropout keep-mask scaled by 1 / (1 - p).) The forward keeps only
-``O`` and ``lse``; the backward recomputes each tile's probabilities as
-``exp(S_ij - lse_i)``. See docs/derivations.md, section "Tiled attention:
-online softmax forward and tiled backward".
+``O`` and each row's log-sum-exp ``lse_i = m + log(l)``, as its two terms; the
+backward recomputes each tile's probabilities as ``exp((S_ij - m) - log(l))``.
+See docs/derivations.md, section "Tiled attention: online softmax forward and
+tiled backward".
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._validation import as_generator, check_dout, check_positive_int, unbroadcast
+from .._validation import as_generator, check_cache, check_dout, check_positive_int, unbroadcast
 from .attention import (
     _with_head_axis,
     apply_mask,
@@ -63,12 +64,15 @@ def default_block_size(dtype: np.dtype, head_dim: int) -> int:
 
 
 class FlashAttentionCache(NamedTuple):
-    """What the tiled backward needs: the inputs, the output and one log-sum-exp per query row.
+    """What the tiled backward needs: the inputs, the output and each query row's log-sum-exp.
 
-    ``lse`` has shape (..., Hq, L) (with a head axis of 1 for unbatched input);
-    a fully masked row has ``lse = +inf`` so that ``exp(scores - lse) = 0``.
-    ``dropout_seed`` regenerates every tile's dropout mask (None without dropout).
-    Nothing here is L x S.
+    The log-sum-exp ``lse = row_max + log_row_sum`` is kept as its two terms,
+    each of shape (..., Hq, L) (with a head axis of 1 for unbatched input), so
+    that ``P = exp((scores - row_max) - log_row_sum)`` stays exact when the
+    scores dwarf ``log_row_sum`` (float64 scores of 1e300: ``m + log 2`` rounds
+    to ``m``). A fully masked row has ``row_max = 0`` and ``log_row_sum = +inf``,
+    so that P = 0. ``dropout_seed`` regenerates every tile's dropout mask (None
+    without dropout). Nothing here is L x S.
     """
 
     q: np.ndarray
@@ -76,7 +80,8 @@ class FlashAttentionCache(NamedTuple):
     v: np.ndarray
     attn_mask: np.ndarray | None
     out: np.ndarray
-    lse: np.ndarray
+    row_max: np.ndarray
+    log_row_sum: np.ndarray
     dropout_seed: np.uint64 | None
     dropout_p: float
     is_causal: bool
@@ -90,15 +95,26 @@ def _tiles(length: int, block_size: int) -> Iterator[slice]:
         yield slice(start, min(start + block_size, length))
 
 
-def _key_tiles(rows: slice, num_keys: int, block_size: int, is_causal: bool) -> Iterator[slice]:
+def _finite_tiles(arrays: tuple[np.ndarray, ...], length: int, block_size: int) -> list[bool]:
+    """For each tile of axis -2, whether every one of ``arrays`` holds only finite numbers there."""
+    return [all(np.isfinite(x[..., tile, :]).all() for x in arrays) for tile in _tiles(length, block_size)]
+
+
+def _key_tiles(
+    rows: slice, num_keys: int, block_size: int, is_causal: bool, finite_rows: bool, finite_keys: list[bool]
+) -> Iterator[slice]:
     """The key tiles a row tile must visit: with ``is_causal``, none wholly above the diagonal.
 
     Query i sees keys j <= i, so a key tile starting at or after ``rows.stop``
-    is entirely masked; it is skipped, not computed and masked.
+    is entirely masked; it is skipped, not computed and masked. Unless a
+    number there is not finite: torch adds the mask (-inf) to the scores, so a
+    NaN or inf in the rows' queries (or output and its gradient) or in the
+    tile's keys or values still spreads NaN, and such a tile is computed to do
+    the same.
     """
-    for cols in _tiles(num_keys, block_size):
-        if is_causal and cols.start >= rows.stop:
-            return
+    for cols, finite in zip(_tiles(num_keys, block_size), finite_keys):
+        if is_causal and cols.start >= rows.stop and finite_rows and finite:
+            continue
         yield cols
 
 
@@ -201,9 +217,10 @@ def flash_attention_forward(
         m_new = max(m, rowmax(S_ij));  c = exp(m - m_new)
         l     = c * l + rowsum(exp(S_ij - m_new))
         acc   = c * acc + (exp(S_ij - m_new) * Z_ij) V_j
-        O_i   = acc / l,   lse_i = m + log(l)
+        O_i   = acc / l,   lse_i = m + log(l)  (kept as m and log(l))
 
-    With ``is_causal``, key tiles wholly above the diagonal are skipped. The
+    With ``is_causal``, key tiles wholly above the diagonal are skipped (unless
+    they hold a NaN or inf, which must spread as in torch). The
     dropout mask of each tile is derived from one seed drawn from ``rng`` and
     the position of each entry, so the backward regenerates it; it is the same
     for every ``block_size`` (but not the mask the naive pair draws from the
@@ -214,7 +231,7 @@ def flash_attention_forward(
     out : ndarray (..., Hq, L, Ev)
         A query row whose keys are all masked gives 0.
     cache : FlashAttentionCache
-        The inputs, ``out`` and one log-sum-exp per query row: no L x S array.
+        The inputs, ``out`` and each query row's log-sum-exp: no L x S array.
 
     See docs/derivations.md, section "Tiled attention: online softmax forward and tiled backward".
     """
@@ -229,7 +246,8 @@ def flash_attention_forward(
         else check_positive_int(block_size, "block_size")
     )
     if scale is None:
-        scale = 1.0 / math.sqrt(q.shape[-1])
+        # With E = 0 every score is an empty sum, 0 whatever the scale (as in attention_forward).
+        scale = 1.0 / math.sqrt(q.shape[-1]) if q.shape[-1] else 1.0
     dropout_seed = _draw_dropout_seed(dropout_p, rng)
 
     scores_shape4 = scores_shape if q.ndim > 2 else (1, *scores_shape)
@@ -240,14 +258,17 @@ def flash_attention_forward(
     k4, v4 = _with_head_axis(k), _with_head_axis(v)
     num_heads, num_kv_heads = q4.shape[-3], k4.shape[-3]
     out = np.zeros((*heads, num_queries, v.shape[-1]), dtype=q.dtype)
-    lse = np.empty((*heads, num_queries), dtype=q.dtype)
+    final_max = np.empty((*heads, num_queries), dtype=q.dtype)
+    log_row_sum = np.empty((*heads, num_queries), dtype=q.dtype)
+    finite_keys = _finite_tiles((k4, v4), num_keys, block_size)
 
     for rows in _tiles(num_queries, block_size):
         q_rows = split_groups(q4[..., rows, :] * scale, num_kv_heads)
+        finite_rows = bool(np.isfinite(q_rows).all())
         row_max = np.full((*heads, rows.stop - rows.start, 1), -np.inf, dtype=q.dtype)
         row_sum = np.zeros_like(row_max)
         acc = np.zeros((*heads, rows.stop - rows.start, v.shape[-1]), dtype=q.dtype)
-        for cols in _key_tiles(rows, num_keys, block_size, is_causal):
+        for cols in _key_tiles(rows, num_keys, block_size, is_causal, finite_rows, finite_keys):
             scores = _tile_scores(q_rows, k4, _tile_mask(attn_mask, is_causal, rows, cols), num_heads, cols)
             new_max = np.maximum(row_max, scores.max(axis=-1, keepdims=True))
             # A row that has seen only masked keys so far has max -inf; shift it by 0 (exp(-inf) = 0).
@@ -259,16 +280,17 @@ def flash_attention_forward(
             dropped = probs if factor is None else probs * factor
             acc = correction * acc + merge_groups(split_groups(dropped, num_kv_heads) @ v4[..., cols, :], num_heads)
             row_max = new_max
-        seen = row_sum > 0  # False only for a row whose keys are all masked
+        seen = row_sum != 0  # False only for a row whose keys are all masked (a NaN row stays NaN)
         np.divide(acc, row_sum, out=out[..., rows, :], where=seen)  # a fully masked row stays 0
-        lse_rows = np.full_like(row_sum, np.inf)  # exp(scores - inf) = 0 recomputes a masked row's zeros
-        np.log(row_sum, out=lse_rows, where=seen)
-        np.add(lse_rows, row_max, out=lse_rows, where=seen)
-        lse[..., rows] = lse_rows[..., 0]
+        # A fully masked row keeps max 0 and log-sum +inf: the backward recomputes its P as exp(-inf) = 0.
+        final_max[..., rows] = np.where(seen, row_max, 0.0)[..., 0]
+        log_row_sum[..., rows] = np.log(row_sum, out=np.full_like(row_sum, np.inf), where=seen)[..., 0]
 
     if q.ndim == 2:
         out = out[0]
-    cache = FlashAttentionCache(q, k, v, attn_mask, out, lse, dropout_seed, dropout_p, is_causal, scale, block_size)
+    cache = FlashAttentionCache(
+        q, k, v, attn_mask, out, final_max, log_row_sum, dropout_seed, dropout_p, is_causal, scale, block_size
+    )
     return out, cache
 
 
@@ -279,22 +301,23 @@ def flash_attention_backward(
 
     With ``D = rowsum(dO * O)`` per query row (it equals ``rowsum(dP * P)`` of
     the naive backward, dropout included), each tile (i, j) recomputes its
-    probabilities from the log-sum-exp and adds its share::
+    probabilities from the log-sum-exp ``lse_i = m_i + log(l_i)`` and adds its share::
 
-        P_ij  = exp(S_ij - lse_i)                  (block, block)
+        P_ij  = exp(S_ij - lse_i)                  (block, block), as exp((S_ij - m_i) - log(l_i))
         dV_j += (P_ij * Z_ij)^T dO_i
         dP_ij = (dO_i V_j^T) * Z_ij
         dS_ij = P_ij * (dP_ij - D_i)
         dQ_i += scale * dS_ij K_j
         dK_j += scale * dS_ij^T Q_i
 
-    Fully masked rows have ``lse = +inf``, so P = 0 and dS = 0 there. Grouped
+    Fully masked rows have ``log(l) = +inf``, so P = 0 and dS = 0 there. Grouped
     heads and broadcast batch dimensions sum as in :func:`attention_backward`.
     No L x S array is formed.
 
     See docs/derivations.md, section "Tiled attention: online softmax forward and tiled backward".
     """
-    q, k, v, attn_mask, out, lse, dropout_seed, dropout_p, is_causal, scale, block_size = cache
+    check_cache(cache, FlashAttentionCache, "flash_attention_forward")
+    q, k, v, attn_mask, out, row_max, log_row_sum, dropout_seed, dropout_p, is_causal, scale, block_size = cache
     dout = check_dout(dout, out.shape, q.dtype)
     out4, dout4 = _with_head_axis(out), _with_head_axis(dout)
     *heads, num_queries, _ = out4.shape
@@ -307,17 +330,21 @@ def flash_attention_backward(
     dq = np.empty(q4.shape, dtype=q.dtype)
     dk = np.zeros((*batch, num_kv_heads, num_keys, k.shape[-1]), dtype=q.dtype)
     dv = np.zeros((*batch, num_kv_heads, num_keys, v.shape[-1]), dtype=q.dtype)
+    finite_keys = _finite_tiles((k4, v4), num_keys, block_size)
 
     for rows in _tiles(num_queries, block_size):
         q_rows = split_groups(q4[..., rows, :] * scale, num_kv_heads)
         dout_rows = dout4[..., rows, :]
         dout_groups = split_groups(dout_rows, num_kv_heads)
-        lse_rows = lse[..., rows, None]
         delta = np.sum(dout_rows * out4[..., rows, :], axis=-1, keepdims=True)  # D_i = rowsum(dO_i * O_i)
+        finite_rows = bool(np.isfinite(q_rows).all() and np.isfinite(dout_rows).all() and np.isfinite(delta).all())
+        max_rows, log_sum_rows = row_max[..., rows, None], log_row_sum[..., rows, None]
         dq_rows = np.zeros((*batch, num_heads, rows.stop - rows.start, q.shape[-1]), dtype=q.dtype)
-        for cols in _key_tiles(rows, num_keys, block_size, is_causal):
+        for cols in _key_tiles(rows, num_keys, block_size, is_causal, finite_rows, finite_keys):
             scores = _tile_scores(q_rows, k4, _tile_mask(attn_mask, is_causal, rows, cols), num_heads, cols)
-            probs = np.exp(np.subtract(scores, lse_rows, out=scores), out=scores)
+            # P = exp((S - m) - log l), in place; S - m first, so that huge scores cancel exactly.
+            np.subtract(scores, max_rows, out=scores)
+            probs = np.exp(np.subtract(scores, log_sum_rows, out=scores), out=scores)
             factor = _dropout_factor(dropout_seed, dropout_p, scores_shape4, rows, cols, q.dtype)
             dropped = probs if factor is None else probs * factor
             dv[..., cols, :] += split_groups(dropped, num_kv_heads).swapaxes(-1, -2) @ dout_groups

@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._validation import as_float_array, check_dout, same_dtype
+from .._validation import as_float_array, check_cache, check_dout, same_dtype
 
 
 class LinearCache(NamedTuple):
@@ -72,10 +72,12 @@ def linear_backward(
 
     See docs/derivations.md, section "Linear layer".
     """
+    check_cache(cache, LinearCache, "linear_forward")
     x, weight = cache.x, cache.weight
     dout = check_dout(dout, x.shape[:-1] + (weight.shape[0],), x.dtype)
     dx = dout @ weight
-    rows_out = dout.reshape(-1, weight.shape[0])
-    dweight = rows_out.T @ x.reshape(-1, weight.shape[1])
+    rows = int(np.prod(x.shape[:-1]))  # not reshape(-1, ...): that fails when a feature size is 0
+    rows_out = dout.reshape(rows, weight.shape[0])
+    dweight = rows_out.T @ x.reshape(rows, weight.shape[1])
     dbias = rows_out.sum(axis=0) if cache.has_bias else None
     return dx, dweight, dbias

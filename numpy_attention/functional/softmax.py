@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._validation import as_float_array, check_dout
+from .._validation import as_float_array, check_axis, check_cache, check_dout, check_ndim
 
 
 class SoftmaxCache(NamedTuple):
@@ -27,10 +27,14 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     key masked) has no maximum to subtract; it is defined as 0 rather than
     NaN, so that fully masked attention rows give output 0 and gradient 0.
     """
+    if x.shape[axis] == 0:  # softmax over no entries: nothing to normalise (max has no identity)
+        return np.zeros_like(x)
     row_max = x.max(axis=axis, keepdims=True)
     # An all -inf row would give -inf - (-inf) = NaN; shift it by 0 instead.
     row_max[np.isneginf(row_max)] = 0.0
-    y = np.exp(x - row_max)
+    # x - max may overflow to -inf (x = -1e308, max = 1e308): exp(-inf) = 0 is still the right weight.
+    with np.errstate(over="ignore"):
+        y = np.exp(x - row_max)
     row_sum = y.sum(axis=axis, keepdims=True)
     # Rows that summed to 0 are fully masked: leave them 0 instead of 0/0.
     np.divide(y, row_sum, out=y, where=row_sum > 0)
@@ -56,10 +60,8 @@ def softmax_forward(x: np.ndarray, axis: int = -1) -> tuple[np.ndarray, SoftmaxC
     cache : SoftmaxCache
     """
     x = as_float_array(x, "x")
-    if x.ndim == 0:
-        raise ValueError(f"x must have at least 1 dimension; got shape {x.shape}")
-    if not -x.ndim <= axis < x.ndim:
-        raise ValueError(f"axis must be in [{-x.ndim}, {x.ndim}) for x of shape {x.shape}; got {axis}")
+    check_ndim(x, "x", min_ndim=1)
+    axis = check_axis(axis, x.ndim)
     y = softmax(x, axis)
     return y, SoftmaxCache(y=y, axis=axis)
 
@@ -74,5 +76,6 @@ def softmax_backward(dout: np.ndarray, cache: SoftmaxCache) -> np.ndarray:
 
     See docs/derivations.md, section "Softmax".
     """
+    check_cache(cache, SoftmaxCache, "softmax_forward")
     dout = check_dout(dout, cache.y.shape, cache.y.dtype)
     return softmax_grad(dout, cache.y, cache.axis)

@@ -1,0 +1,88 @@
+"""Attention masks side by side: causal, padding, a custom window, and rows with nothing to attend to.
+
+    python examples/masks.py [--outdir examples/figures]
+
+Boolean masks follow torch's scaled_dot_product_attention: True = may attend.
+The same queries and keys are masked four ways and the attention weights
+drawn as heatmaps (masks.png). The last mask, causal attention over a
+left-padded sequence, leaves the first queries with no key at all: their
+weights, output and gradient are 0, never NaN. The end contrasts that with a
+textbook softmax (NaN) and with a finite "mask" of -1e9 (no mask at all).
+
+See docs/derivations.md, section "Masked softmax and fully masked rows".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from _common import heatmap, parser, pyplot, save
+
+from numpy_attention.functional import attention_backward, attention_forward, softmax_forward
+from numpy_attention.functional.attention import causal_mask
+
+NUM_TOKENS, NUM_FEATURES = 6, 4
+NUM_PADDING = 2  # padding tokens: at the end of the sequence, or at its start (left padding)
+
+
+def masks() -> dict[str, np.ndarray]:
+    """Name -> boolean mask (L, S) or (S,), True where the query may attend to the key."""
+    positions = np.arange(NUM_TOKENS)
+    causal = causal_mask(NUM_TOKENS, NUM_TOKENS)
+    return {
+        "causal": causal,
+        "padding": positions < NUM_TOKENS - NUM_PADDING,  # (S,): broadcast over every query
+        "window": np.abs(positions[:, None] - positions[None, :]) <= 1,  # a custom local window
+        "causal + left padding": causal & (positions >= NUM_PADDING),
+    }
+
+
+def main() -> None:
+    args = parser(__doc__.splitlines()[0]).parse_args()
+    np.set_printoptions(precision=4, suppress=True)
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((NUM_TOKENS, NUM_FEATURES)) for _ in range(3))
+    dout = rng.standard_normal((NUM_TOKENS, NUM_FEATURES))
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 4, figsize=(24, 5.5))
+    for ax, (name, mask) in zip(axes, masks().items()):
+        out, cache = attention_forward(q, k, v, attn_mask=mask)
+        print(f"{name} weights:")
+        print(cache.weights)
+        heatmap(ax, cache.weights, f"{name} mask (grey: blocked)", "key", "query")
+        blocked = ~np.broadcast_to(mask, cache.weights.shape)
+        ax.imshow(np.ma.masked_where(~blocked, blocked), cmap="Greys", vmin=0, vmax=2, alpha=0.8)
+
+    # Causal attention over a left-padded sequence: the first NUM_PADDING queries see only padding.
+    mask = masks()["causal + left padding"]
+    empty_rows = np.flatnonzero(~mask.any(axis=1))
+    out, cache = attention_forward(q, k, v, attn_mask=mask)
+    dq, dk, dv = attention_backward(dout, cache)
+    print(f"fully masked query rows: {empty_rows.tolist()}")
+    print("their output rows:")
+    print(out[empty_rows])
+    print("their dQ rows:")
+    print(dq[empty_rows])
+    everything = (out, dq, dk, dv, cache.weights)
+    print(f"NaN anywhere in output, weights or gradients: {any(np.isnan(a).any() for a in everything)}")
+    save(fig, args.outdir, "masks.png")
+    plt.close(fig)
+
+    # What the row would give without the library's convention.
+    scores = q @ k.T / np.sqrt(NUM_FEATURES)
+    masked_row = np.full(NUM_TOKENS, -np.inf)
+    with np.errstate(invalid="ignore"):  # -inf - (-inf) is NaN: the point being made
+        exps = np.exp(masked_row - masked_row.max())
+        textbook = exps / exps.sum()
+    print("textbook softmax of a fully masked row:")
+    print(textbook[None])
+    finite, _ = softmax_forward(scores[0] - 1e9)
+    unmasked, _ = softmax_forward(scores[0])
+    print("softmax of row 0 with every key 'masked' by -1e9:")
+    print(finite[None])
+    print("softmax of row 0 with no mask:")
+    print(unmasked[None])
+
+
+if __name__ == "__main__":
+    main()

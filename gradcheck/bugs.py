@@ -1,0 +1,287 @@
+"""The bug zoo: real mistakes in hand-written attention, and the check that catches each.
+
+Every bug is a small functional pair that mirrors a correct one and differs
+from it in one line, marked ``# WRONG``. Two kinds:
+
+* backward bugs: the backward does not differentiate its forward. Central
+  finite differences catch them (and point at the elements that are off);
+* forward bugs: the forward computes the wrong function and the backward
+  differentiates *that* function faithfully, so finite differences agree with
+  it. Only a reference catches them: torch (``compare_with_torch``), or,
+  without torch, an independent loop-by-loop NumPy forward.
+
+``detect(bug)`` runs the check a bug belongs to; ``examples/bug_zoo.py`` runs them all.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+from numpy_attention import functional as F
+from numpy_attention.functional.attention import AttentionCache, dropout_scale
+from numpy_attention.functional.heads import merge_heads, split_heads
+from numpy_attention.functional.softmax import softmax, softmax_grad
+
+from . import torch_ops
+from .check import check
+from .reference import compare_with_reference, compare_with_torch, torch_available
+from .report import Report
+
+FINITE_DIFFERENCES = "finite differences"
+REFERENCE = "reference"
+
+
+# --- softmax ---------------------------------------------------------------------------------
+
+def softmax_backward_without_rowsum(dout: np.ndarray, cache: F.SoftmaxCache) -> np.ndarray:
+    """dx = y * dout: the diagonal of the Jacobian only."""
+    return cache.y * dout  # WRONG: dx = y * (dout - sum(dout * y, axis))
+
+
+# --- linear ----------------------------------------------------------------------------------
+
+def linear_backward_bias_of_one_batch(dout: np.ndarray, cache: F.LinearCache) -> tuple:
+    """dbias from the rows of the last batch element only, as a loop with ``=`` instead of ``+=`` gives."""
+    dx, dweight, _ = F.linear_backward(dout, cache)
+    dbias = dout[-1].reshape(-1, dout.shape[-1]).sum(axis=0)  # WRONG: sum over *every* row of the batch
+    return dx, dweight, dbias
+
+
+# --- attention: the backward written out step by step, with one optional mistake ---------------
+
+def textbook_attention_backward(dout: np.ndarray, cache: AttentionCache, mistake: str | None = None) -> tuple:
+    """The attention backward for (B, H, L, E) inputs, one step per line (grouped heads by repetition).
+
+    ``mistake`` names one line to get wrong; None gives the correct backward
+    (equal to ``attention_backward``). The steps, per head::
+
+        dV = D^T dO,  dD = dO V^T,  dP = dD * keep,  dS = P * (dP - rowsum(dP * P)),
+        dQ = scale dS K,  dK = scale dS^T Q,  then dK, dV summed over each group of query heads
+    """
+    q, k, v, weights, keep_mask, dropout_p, scale = cache
+    group = q.shape[-3] // k.shape[-3]
+    k_heads, v_heads = np.repeat(k, group, axis=-3), np.repeat(v, group, axis=-3)  # kv head h // group
+    keep = 1.0 if keep_mask is None else dropout_scale(keep_mask, dropout_p, q.dtype)
+
+    dv_heads = (weights * keep).swapaxes(-1, -2) @ dout
+    d_dropped = dout @ v_heads.swapaxes(-1, -2)
+    d_weights = d_dropped * keep
+    if mistake == "dropout-forgotten":
+        d_weights = d_dropped  # WRONG: the forward dropped these weights, the backward must too
+    if mistake == "causal-leak":
+        weights = softmax(scale * q @ k_heads.swapaxes(-1, -2))  # WRONG: recomputed without the causal mask
+    d_scores = softmax_grad(d_weights, weights)
+    factor = 1.0 if mistake == "missing-scale" else scale  # WRONG when 1: scores = scale * Q K^T
+    dq = factor * d_scores @ k_heads
+    dk_heads = factor * d_scores.swapaxes(-1, -2) @ q
+    if mistake == "dk-transpose":
+        dk_heads = factor * d_scores @ q  # WRONG: dS Q instead of dS^T Q
+
+    def sum_over_group(per_query_head: np.ndarray) -> np.ndarray:
+        if mistake == "gqa-one-head":
+            return per_query_head[..., ::group, :, :]  # WRONG: one query head's share, not the group's sum
+        *batch, _, rows, cols = per_query_head.shape
+        return per_query_head.reshape(*batch, -1, group, rows, cols).sum(axis=-3)
+
+    return dq, sum_over_group(dk_heads), sum_over_group(dv_heads)
+
+
+# --- multi-head self-attention as a pair: projections, split heads, attention, merge, output ---
+
+class MultiHeadCache(NamedTuple):
+    projections: tuple  # LinearCache of q, k, v
+    attention: AttentionCache
+    output: F.LinearCache
+    num_heads: int
+    split_heads: Callable
+    merge_heads: Callable
+
+
+def split_heads_by_reshape(x: np.ndarray, num_heads: int) -> np.ndarray:
+    """(B, T, D) read as if it were laid out (B, H, T, d): every "head" mixes tokens and features."""
+    batch, seq, dim = x.shape
+    return x.reshape(batch, num_heads, seq, dim // num_heads)  # WRONG: reshape(B, T, H, d), then swap T and H
+
+
+def merge_heads_by_reshape(x: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`split_heads_by_reshape`: consistent with the wrong split, so its backward is right.
+
+    Right for the wrong split, that is: the (B, H, T, d) heads of an einsum
+    written for (B, T, H, d) read back the same wrong way.
+    """
+    batch, heads, seq, head_dim = x.shape
+    return x.reshape(batch, seq, heads * head_dim)
+
+
+def multi_head_forward(x: np.ndarray, w_q: np.ndarray, b_q: np.ndarray, w_k: np.ndarray, b_k: np.ndarray,
+                       w_v: np.ndarray, b_v: np.ndarray, w_o: np.ndarray, b_o: np.ndarray, *, num_heads: int,
+                       scale_dim: str = "head_dim", heads_layout: str = "permute") -> tuple[np.ndarray, MultiHeadCache]:
+    """Self-attention ``out = merge(attention(split(x W_q^T), ...)) W_o^T + b_o``, x (B, T, D).
+
+    ``scale_dim="embed_dim"`` and ``heads_layout="reshape"`` are the zoo's forward bugs.
+    """
+    split, merge = (split_heads, merge_heads) if heads_layout == "permute" else (
+        split_heads_by_reshape, merge_heads_by_reshape)
+    embed_dim = x.shape[-1]
+    head_dim = embed_dim // num_heads
+    scale = 1 / math.sqrt(head_dim if scale_dim == "head_dim" else embed_dim)  # WRONG when embed_dim
+    projected = [F.linear_forward(x, w, b) for w, b in ((w_q, b_q), (w_k, b_k), (w_v, b_v))]
+    heads = [split(p, num_heads) for p, _ in projected]
+    attended, attention_cache = F.attention_forward(*heads, scale=scale)
+    out, output_cache = F.linear_forward(merge(attended), w_o, b_o)
+    cache = MultiHeadCache(tuple(c for _, c in projected), attention_cache, output_cache, num_heads, split, merge)
+    return out, cache
+
+
+def multi_head_backward(dout: np.ndarray, cache: MultiHeadCache) -> tuple:
+    """(dx, dw_q, db_q, dw_k, db_k, dw_v, db_v, dw_o, db_o): each step's backward in reverse.
+
+    The backward of ``merge`` is ``split`` and vice versa; dx sums the three projections' dx.
+    """
+    d_merged, dw_o, db_o = F.linear_backward(dout, cache.output)
+    d_heads = F.attention_backward(cache.split_heads(d_merged, cache.num_heads), cache.attention)
+    dx, param_grads = 0.0, []
+    for d_head, projection_cache in zip(d_heads, cache.projections):
+        d_x, d_w, d_b = F.linear_backward(cache.merge_heads(d_head), projection_cache)
+        dx = dx + d_x
+        param_grads += [d_w, d_b]
+    return (dx, *param_grads, dw_o, db_o)
+
+
+def loop_multi_head_attention(x: np.ndarray, w_q: np.ndarray, b_q: np.ndarray, w_k: np.ndarray, b_k: np.ndarray,
+                              w_v: np.ndarray, b_v: np.ndarray, w_o: np.ndarray, b_o: np.ndarray, *,
+                              num_heads: int) -> np.ndarray:
+    """An independent reference: one batch element and one head at a time, heads as column slices."""
+    batch, seq, embed_dim = x.shape
+    head_dim = embed_dim // num_heads
+    out = np.empty((batch, seq, w_o.shape[0]))
+    for b in range(batch):
+        q, k, v = x[b] @ w_q.T + b_q, x[b] @ w_k.T + b_k, x[b] @ w_v.T + b_v
+        heads = []
+        for h in range(num_heads):
+            cols = slice(h * head_dim, (h + 1) * head_dim)
+            scores = q[:, cols] @ k[:, cols].T / math.sqrt(head_dim)
+            weights = np.exp(scores - scores.max(axis=1, keepdims=True))
+            heads.append(weights / weights.sum(axis=1, keepdims=True) @ v[:, cols])
+        out[b] = np.concatenate(heads, axis=1) @ w_o.T + b_o
+    return out
+
+
+# --- the zoo -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Case:
+    """A pair to check, its inputs, and the references that can judge its forward."""
+
+    forward: Callable
+    backward: Callable
+    inputs: tuple
+    torch_forward: Callable | None = None
+    numpy_reference: Callable | None = None
+
+
+@dataclass(frozen=True)
+class Bug:
+    name: str
+    mistake: str
+    caught_by: str  # FINITE_DIFFERENCES or REFERENCE
+    wrong: Callable[[], Case]
+    right: Callable[[], Case]
+
+
+def _normal(*shapes: tuple, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(shape) for shape in shapes]
+
+
+def _attention_case(shapes: tuple, mistake: str | None, **options: Any) -> Case:
+    forward = functools.partial(F.attention_forward, **options, rng=np.random.default_rng(3))
+    backward = functools.partial(textbook_attention_backward, mistake=mistake)
+    return Case(forward, backward, tuple(_normal(*shapes)))
+
+
+def _attention_bug(name: str, mistake: str, description: str, shapes: tuple, **options: Any) -> Bug:
+    """A mistake of :func:`textbook_attention_backward`, and the same backward without it."""
+    return Bug(name, description, FINITE_DIFFERENCES,
+               wrong=lambda: _attention_case(shapes, mistake, **options),
+               right=lambda: _attention_case(shapes, None, **options))
+
+
+def _multi_head_case(**options: Any) -> Case:
+    embed_dim, num_heads = 8, 2
+    x, *params = _normal((2, 4, embed_dim), *[(embed_dim, embed_dim), (embed_dim,)] * 4, seed=5)
+    params = [p / math.sqrt(embed_dim) for p in params]  # xavier-like: softmax neither flat nor saturated
+    names = [f"{p}_proj.{kind}" for p in ("q", "k", "v", "out") for kind in ("weight", "bias")]
+
+    def torch_forward(x: Any, *weights: Any) -> Any:
+        return torch_ops.multi_head_attention(dict(zip(names, weights)), x, num_heads=num_heads)
+
+    return Case(functools.partial(multi_head_forward, num_heads=num_heads, **options), multi_head_backward,
+                (x, *params), torch_forward=torch_forward,
+                numpy_reference=functools.partial(loop_multi_head_attention, num_heads=num_heads))
+
+
+QKV = ((2, 2, 3, 4), (2, 2, 5, 4), (2, 2, 5, 3))  # L = 3 queries, S = 5 keys
+SQUARE = ((1, 2, 4, 3), (1, 2, 4, 3), (1, 2, 4, 3))  # L = S = 4
+GQA = ((2, 4, 3, 4), (2, 2, 5, 4), (2, 2, 5, 3))  # 4 query heads share 2 key/value heads
+LINEAR = ((3, 4, 5), (6, 5), (6,))  # x (batch 3, seq 4, in 5), weight (6, 5), bias (6,)
+BUGS: list[Bug] = [
+    Bug("softmax-missing-rowsum", "softmax backward returns y * dout, dropping the - rowsum(dout * y) term",
+        FINITE_DIFFERENCES,
+        wrong=lambda: Case(F.softmax_forward, softmax_backward_without_rowsum, tuple(_normal((3, 5)))),
+        right=lambda: Case(F.softmax_forward, F.softmax_backward, tuple(_normal((3, 5))))),
+    _attention_bug("attention-missing-scale", "missing-scale",
+                   "dQ and dK without the factor scale that multiplied Q K^T", QKV),
+    _attention_bug("attention-dk-transpose-L!=S", "dk-transpose",
+                   "dK = dS Q instead of dS^T Q, with L != S: the shapes disagree", QKV),
+    _attention_bug("attention-dk-transpose-L=S", "dk-transpose",
+                   "dK = dS Q instead of dS^T Q, with L == S: only the numbers tell", SQUARE),
+    _attention_bug("attention-dropout-forgotten", "dropout-forgotten",
+                   "the backward ignores the dropout mask the forward applied", QKV, dropout_p=0.3),
+    Bug("linear-bias-not-summed", "dbias sums the rows of the last batch element, not of the whole batch",
+        FINITE_DIFFERENCES,
+        wrong=lambda: Case(F.linear_forward, linear_backward_bias_of_one_batch, tuple(_normal(*LINEAR))),
+        right=lambda: Case(F.linear_forward, F.linear_backward, tuple(_normal(*LINEAR)))),
+    _attention_bug("gqa-kv-grad-one-head", "gqa-one-head",
+                   "grouped-query dK, dV taken from one query head instead of the group's sum", GQA),
+    _attention_bug("causal-leak", "causal-leak",
+                   "causal mask in the forward, but the backward recomputes the weights without it", SQUARE,
+                   is_causal=True),
+    Bug("mha-scale-embed-dim", "scores scaled by 1/sqrt(embed_dim) instead of 1/sqrt(head_dim)", REFERENCE,
+        wrong=lambda: _multi_head_case(scale_dim="embed_dim"), right=lambda: _multi_head_case()),
+    Bug("mha-heads-layout", "heads split by reshape(B, H, T, d) instead of reshape(B, T, H, d) + transpose",
+        REFERENCE, wrong=lambda: _multi_head_case(heads_layout="reshape"), right=lambda: _multi_head_case()),
+]
+
+
+@dataclass(frozen=True)
+class Detection:
+    """How a check judged a case: ``caught`` (failed or could not run), ``how`` in words, the report if any."""
+
+    caught: bool
+    how: str
+    report: Report | None
+
+
+def run_check(case: Case, method: str, *, fast: bool = False, use_torch: bool | None = None) -> Detection:
+    """Run one check on a case: finite differences, or the reference (torch if available, else NumPy)."""
+    try:
+        if method == FINITE_DIFFERENCES:
+            report = check(case.forward, case.backward, case.inputs, fast=fast)
+        elif use_torch if use_torch is not None else torch_available():
+            report = compare_with_torch(case.forward, case.backward, case.torch_forward, case.inputs)
+        else:
+            report = compare_with_reference(case.forward, case.numpy_reference, case.inputs, label="numpy loops")
+    except (ValueError, TypeError) as err:
+        return Detection(True, f"the check stopped: {type(err).__name__}: {err}", None)
+    return Detection(not report.passed, report.summary(), report)
+
+
+def detect(bug: Bug, *, fast: bool = False, use_torch: bool | None = None) -> Detection:
+    """Run the check ``bug`` belongs to on its wrong version."""
+    return run_check(bug.wrong(), bug.caught_by, fast=fast, use_torch=use_torch)

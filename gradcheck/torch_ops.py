@@ -1,0 +1,157 @@
+"""The library's ops written with torch, as references for :func:`gradcheck.compare_with_torch`.
+
+Each function takes torch tensors (as ``compare_with_torch`` hands them over)
+and imports nothing at module level: torch is needed only when one is called.
+Where torch has the op, the op is used as torch ships it; dropout is the
+exception, since torch cannot be given our mask: there the reference is the
+textbook composition with our keep-mask.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+from unittest import mock
+
+import numpy as np
+
+from .reference import require_torch
+
+
+def attention(
+    q: Any, k: Any, v: Any, attn_mask: Any = None, is_causal: bool = False, scale: float | None = None,
+    dropout_mask: np.ndarray | None = None, dropout_p: float = 0.0,
+) -> Any:
+    """``scaled_dot_product_attention`` as torch computes it (grouped-query heads via ``enable_gqa``).
+
+    With a ``dropout_mask`` (the boolean keep-mask our forward drew), the
+    probabilities are multiplied by ``keep / (1 - p)`` before ``@ v``.
+    """
+    torch = require_torch()
+    mask = as_mask_tensor(attn_mask, q.dtype)
+    gqa = q.dim() > 2 and q.shape[-3] != k.shape[-3]
+    if dropout_mask is None:
+        return torch.nn.functional.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=is_causal, scale=scale, enable_gqa=gqa
+        )
+    if gqa:
+        group = q.shape[-3] // k.shape[-3]
+        k, v = k.repeat_interleave(group, dim=-3), v.repeat_interleave(group, dim=-3)
+    scores = (scale if scale is not None else 1 / math.sqrt(q.shape[-1])) * q @ k.transpose(-1, -2)
+    if is_causal:
+        mask = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool).tril()
+    if mask is not None:
+        scores = scores.masked_fill(~mask, -torch.inf) if mask.dtype == torch.bool else scores + mask
+    weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # a fully masked row: 0, as ours
+    keep = torch.as_tensor(dropout_mask, dtype=q.dtype) / (1 - dropout_p)
+    return (weights * keep) @ v
+
+
+def as_mask_tensor(mask: np.ndarray | None, dtype: Any) -> Any:
+    """A NumPy mask as a torch tensor: boolean as is, float in the computation's dtype."""
+    if mask is None:
+        return None
+    tensor = require_torch().as_tensor(mask)
+    return tensor if tensor.dtype == require_torch().bool else tensor.to(dtype)
+
+
+def softmax(x: Any, axis: int = -1) -> Any:
+    return require_torch().softmax(x, dim=axis)
+
+
+def embedding(indices: Any, weight: Any, padding_idx: int | None = None) -> Any:
+    return require_torch().nn.functional.embedding(indices, weight, padding_idx)
+
+
+def cross_entropy(logits: Any, target: Any, ignore_index: int = -100, reduction: str = "mean") -> Any:
+    return require_torch().nn.functional.cross_entropy(logits, target, ignore_index=ignore_index, reduction=reduction)
+
+
+def linear(x: Any, weight: Any, bias: Any = None) -> Any:
+    return require_torch().nn.functional.linear(x, weight, bias)
+
+
+def multi_head_attention(
+    params: dict, query: Any, key: Any = None, value: Any = None, *, num_heads: int,
+    key_padding_mask: np.ndarray | None = None, attn_mask: np.ndarray | None = None, is_causal: bool = False,
+    need_weights: bool = True, batch_first: bool = True, add_zero_attn: bool = False,
+    dropout_mask: np.ndarray | None = None, dropout_p: float = 0.0,
+) -> Any:
+    """``MultiHeadAttention``'s output from its parameters (keyed as ``module.params``) with torch.
+
+    Runs ``torch.nn.functional.multi_head_attention_forward`` with separate q/k/v
+    weights: torch's own code for masks, ``bias_k``/``bias_v``, ``add_zero_attn``,
+    kdim/vdim and layouts. With a ``dropout_mask``, torch's ``dropout`` is
+    swapped for the call by one that applies our mask. Grouped-query
+    configurations (fewer k/v heads), which torch's function lacks, go through
+    :func:`grouped_query_attention`.
+    """
+    torch = require_torch()
+    key = query if key is None else key
+    value = query if value is None else value
+    embed_dim = params["q_proj.weight"].shape[0]
+    if params["k_proj.weight"].shape[0] != embed_dim:
+        return grouped_query_attention(params, query, key, value, num_heads=num_heads, is_causal=is_causal,
+                                       batch_first=batch_first, dropout_mask=dropout_mask, dropout_p=dropout_p,
+                                       unsupported=[key_padding_mask, attn_mask] + [params.get("bias_k")])
+    batched = query.dim() == 3
+
+    def seq_first(x: Any) -> Any:
+        return x if batched and not batch_first else x.transpose(0, 1) if batched else x.unsqueeze(1)
+
+    q, k, v = (seq_first(x) for x in (query, key, value))
+    masks = {"key_padding_mask": as_mask_tensor(key_padding_mask, q.dtype),
+             "attn_mask": as_mask_tensor(attn_mask, q.dtype)}
+    if masks["key_padding_mask"] is not None and not batched:
+        masks["key_padding_mask"] = masks["key_padding_mask"].unsqueeze(0)
+    if is_causal and attn_mask is None:  # torch wants the mask itself, in the kind of the other mask
+        causal = torch.ones(q.shape[0], k.shape[0], dtype=torch.bool).triu(1)
+        padding = masks["key_padding_mask"]
+        if padding is not None and padding.dtype != torch.bool:
+            causal = torch.zeros(causal.shape, dtype=padding.dtype).masked_fill(causal, float("-inf"))
+        masks["attn_mask"] = causal
+    biases = [params.get(f"{name}_proj.bias") for name in "qkv"]
+
+    def dropout_with_our_mask(x: Any, p: float = 0.5, training: bool = True, inplace: bool = False) -> Any:
+        return x * torch.as_tensor(dropout_mask, dtype=x.dtype).reshape(x.shape) / (1 - p)
+
+    swap = dropout_with_our_mask if dropout_mask is not None else torch.nn.functional.dropout
+    with mock.patch.object(torch.nn.functional, "dropout", swap):
+        out, _ = torch.nn.functional.multi_head_attention_forward(
+            q, k, v, embed_dim, num_heads, None, None if biases[0] is None else torch.cat(biases),
+            params.get("bias_k"), params.get("bias_v"), add_zero_attn, dropout_p, params["out_proj.weight"],
+            params.get("out_proj.bias"), training=dropout_mask is not None, **masks,
+            need_weights=need_weights or dropout_mask is not None,  # the path that calls dropout()
+            use_separate_proj_weight=True, q_proj_weight=params["q_proj.weight"],
+            k_proj_weight=params["k_proj.weight"], v_proj_weight=params["v_proj.weight"],
+        )
+    return out.transpose(0, 1) if batched and batch_first else out if batched else out.squeeze(1)
+
+
+def grouped_query_attention(
+    params: dict, query: Any, key: Any, value: Any, *, num_heads: int, is_causal: bool = False,
+    batch_first: bool = True, dropout_mask: np.ndarray | None = None, dropout_p: float = 0.0,
+    unsupported: Sequence[Any] = (),
+) -> Any:
+    """Grouped-query multi-head attention from torch ops: projections, :func:`attention`, output projection.
+
+    Covers causal masking and dropout; masks and appended keys are left to the
+    finite-difference checks (a ValueError says so).
+    """
+    if any(option is not None for option in unsupported):
+        raise ValueError("the torch reference for grouped-query attention takes no masks and no bias_k/bias_v")
+    torch = require_torch()
+    linear = torch.nn.functional.linear
+    batched = query.dim() == 3
+
+    def batch_first_3d(x: Any) -> Any:
+        return x.unsqueeze(0) if not batched else x if batch_first else x.transpose(0, 1)
+
+    projected = [linear(batch_first_3d(x), params[f"{name}_proj.weight"], params.get(f"{name}_proj.bias"))
+                 for x, name in zip((query, key, value), "qkv")]
+    head_dim = projected[0].shape[-1] // num_heads
+    q, k, v = (x.unflatten(-1, (-1, head_dim)).transpose(1, 2) for x in projected)
+    heads = attention(q, k, v, is_causal=is_causal, dropout_mask=dropout_mask, dropout_p=dropout_p)
+    out = linear(heads.transpose(1, 2).flatten(2), params["out_proj.weight"], params.get("out_proj.bias"))
+    return out[0] if not batched else out if batch_first else out.transpose(0, 1)
