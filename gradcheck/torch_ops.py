@@ -44,7 +44,7 @@ def attention(
     if mask is not None:
         scores = scores.masked_fill(~mask, -torch.inf) if mask.dtype == torch.bool else scores + mask
     weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # a fully masked row: 0, as ours
-    keep = torch.as_tensor(dropout_mask, dtype=q.dtype) / (1 - dropout_p)
+    keep = torch.tensor(dropout_mask, dtype=q.dtype) / (1 - dropout_p)  # a copy: the mask may be read-only
     return (weights * keep) @ v
 
 

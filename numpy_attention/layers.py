@@ -96,10 +96,12 @@ class Embedding(Module):
         self.accumulate("weight", F.embedding_backward(dout, self.saved_cache()))
 
 
-# impl name -> (forward, backward); the tiled implementation registers itself here.
+# impl name -> (forward, backward): the naive pair (forms the L x S weights) or the
+# tiled one (linear memory, no weights returned).
 ATTENTION_IMPLS: dict[str, tuple[Callable, Callable]] = {
     "naive": (F.attention_forward, F.attention_backward),
 }
+ATTENTION_IMPLS["flash"] = (F.flash_attention_forward, F.flash_attention_backward)
 
 
 class ScaledDotProductAttention(Module):

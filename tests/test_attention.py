@@ -3,7 +3,7 @@ import pytest
 from attention_cases import CASES
 from conftest import random_like, rel_error, require_torch
 
-from gradcheck import numerical_gradients
+from gradcheck import numerical_gradients, torch_ops
 from numpy_attention import scaled_dot_product_attention
 from numpy_attention.functional import attention_backward, attention_forward
 
@@ -27,39 +27,16 @@ def test_attention_gradients_match_finite_differences(case):
         assert rel_error(grad, reference) < 1e-7, name
 
 
-def torch_reference(torch, q, k, v, options, dropout_mask):
-    """torch's SDPA, or for dropout the same composition with our mask (torch cannot take a mask)."""
-    tensors = [torch.tensor(x, requires_grad=True) for x in (q, k, v)]
-    mask = options.get("attn_mask")
-    mask = None if mask is None else torch.tensor(mask)
-    gqa = q.ndim > 2 and q.shape[-3] != k.shape[-3]
-    if dropout_mask is None:
-        out = torch.nn.functional.scaled_dot_product_attention(
-            *tensors, attn_mask=mask, is_causal=options["is_causal"], scale=options["scale"], enable_gqa=gqa
-        )
-        return out, tensors
-    qt, kt, vt = tensors
-    if gqa:
-        group = q.shape[-3] // k.shape[-3]
-        kt, vt = kt.repeat_interleave(group, dim=-3), vt.repeat_interleave(group, dim=-3)
-    scale = options["scale"] or 1 / np.sqrt(q.shape[-1])
-    scores = scale * qt @ kt.transpose(-1, -2)
-    if options["is_causal"]:
-        mask = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool).tril()
-    if mask is not None:
-        scores = scores.masked_fill(~mask, -torch.inf) if mask.dtype == torch.bool else scores + mask
-    weights = torch.softmax(scores, dim=-1)
-    keep = torch.tensor(dropout_mask, dtype=torch.float64) / (1 - options["dropout_p"])
-    return (weights * keep) @ vt, tensors
-
-
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_attention_matches_torch(case):
     torch = require_torch()
     q, k, v, options = case.build(seed=3)
     out, cache = forward_with_seed(q, k, v, options)
     dout = random_like(np.random.default_rng(4), out.shape)
-    out_t, tensors = torch_reference(torch, q, k, v, options, cache.dropout_mask)
+    tensors = [torch.tensor(x, requires_grad=True) for x in (q, k, v)]
+    # torch's SDPA (with enable_gqa); with dropout, the same composition applying our keep-mask.
+    out_t = torch_ops.attention(*tensors, options.get("attn_mask"), options["is_causal"], options["scale"],
+                                cache.dropout_mask, options["dropout_p"])
     out_t.backward(torch.tensor(dout))
     assert rel_error(out, out_t.detach().numpy()) < 1e-10
     for name, grad, tensor in zip("qkv", attention_backward(dout, cache), tensors):

@@ -36,6 +36,7 @@ REQUIRED_SECTIONS = [
     "Masked softmax and fully masked rows",
     "Scaled dot-product attention",
     "Dropout",
+    "Tiled attention: online softmax forward and tiled backward",
     "Linear layer",
     "Multi-head attention",
     "Grouped-query attention",

@@ -60,10 +60,6 @@ def flash_cache():
     return flash_forward(*qkv())[1]
 
 
-FLASH_FOREIGN_CACHE = pytest.mark.xfail(strict=True, raises=ValueError,
-                                        reason="flash_attention_backward unpacks any cache: 'not enough values'")
-
-
 def forwarded(module, *inputs):
     module(*inputs)
     return module
@@ -188,7 +184,7 @@ BAD_CALLS = [
     Bad("flash-dout-dtype", lambda f: flash_backward(zeros(2, 3, 3, dtype=np.float32), flash_cache()), TypeError,
         "dout", "float32"),
     Bad("flash-naive-cache", lambda f: flash_backward(zeros(2, 3, 3), attention()[1]), TypeError, "cache",
-        "FlashAttentionCache.*AttentionCache", marks=(FLASH_FOREIGN_CACHE,)),
+        "FlashAttentionCache.*AttentionCache"),
     Bad("naive-flash-cache", lambda f: F.attention_backward(zeros(2, 3, 3), flash_cache()), TypeError, "cache",
         "AttentionCache.*FlashAttentionCache"),
     # Linear module

@@ -18,13 +18,6 @@ from numpy_attention import functional as F
 pytestmark = pytest.mark.filterwarnings("error")
 
 
-FLASH_LSE_ROUNDS = pytest.mark.xfail(
-    strict=True, reason="flash backward recomputes P = exp(S - lse); at |S| ~ 1e300 lse = m + log(l) rounds to m, "
-    "so each of two tied keys gets P = 1, not 1/2, and dq doubles")
-FLASH_HIDES_NAN = pytest.mark.xfail(
-    strict=True, reason="flash_attention_forward returns finite outputs where a NaN input must give NaN")
-
-
 def attention_pair(q, k, v, dout=None, seed=0, impl="naive", **options):
     """Forward and backward with a seeded upstream gradient: (out, weights or None for flash, (dq, dk, dv))."""
     forward, backward = attention_impl(impl)
@@ -142,7 +135,7 @@ def huge_scores(rng):
     return q, k
 
 
-@pytest.mark.parametrize("impl", ["naive", pytest.param("flash", marks=FLASH_LSE_ROUNDS)])
+@pytest.mark.parametrize("impl", IMPLS)
 def test_float64_scores_of_1e300_give_finite_outputs_and_gradients(impl, rng):
     q, k = huge_scores(rng)
     v, dout = rng.standard_normal((2, 5, 3)), rng.standard_normal((2, 3, 3))
@@ -161,7 +154,7 @@ def test_float64_scores_of_1e300_give_finite_outputs_and_gradients(impl, rng):
     assert rel_error(grads[0][:, 0], expected_dq0) < 1e-12
 
 
-@pytest.mark.parametrize("impl", ["naive", pytest.param("flash", marks=FLASH_LSE_ROUNDS)])
+@pytest.mark.parametrize("impl", IMPLS)
 def test_float64_scores_of_1e300_match_torch(impl, rng):
     q, k = huge_scores(rng)
     assert_matches_torch(q, k, rng.standard_normal((2, 5, 3)), rng.standard_normal((2, 3, 3)), impl=impl)
@@ -276,7 +269,7 @@ def nan_cases(rng):
     yield "scale", q, k, v, {"scale": 0.0}  # not a NaN: the control case, everything finite
 
 
-@pytest.mark.parametrize("impl", ["naive", pytest.param("flash", marks=FLASH_HIDES_NAN)])
+@pytest.mark.parametrize("impl", IMPLS)
 def test_nan_propagates_exactly_as_in_torch(impl, rng):
     torch = require_torch()
     for name, q, k, v, options in nan_cases(rng):
@@ -289,7 +282,7 @@ def test_nan_propagates_exactly_as_in_torch(impl, rng):
             assert rel_error(ours[finite], theirs[finite]) < 1e-10, f"{name}: {label}"
 
 
-@pytest.mark.parametrize("impl", ["naive", pytest.param("flash", marks=FLASH_HIDES_NAN)])
+@pytest.mark.parametrize("impl", IMPLS)
 def test_nan_is_neither_hidden_nor_spread_beyond_its_reach(impl, rng):
     cases = {name: (q, k, v, options) for name, q, k, v, options in nan_cases(rng)}
     out, _, _ = attention_pair(*cases["q"][:3], impl=impl)
@@ -331,10 +324,7 @@ EMPTY_SHAPES = {  # q, k, v shapes
 }
 
 
-FLASH_E0 = pytest.mark.xfail(strict=True, raises=ZeroDivisionError,
-                             reason="flash_attention_forward divides by sqrt(E) = 0 for its default scale")
-EMPTY_CASES = [pytest.param(case, impl, marks=FLASH_E0 if (case, impl) == ("E-0", "flash") else (), id=f"{case}-{impl}")
-               for case in sorted(EMPTY_SHAPES) for impl in IMPLS]
+EMPTY_CASES = [pytest.param(case, impl, id=f"{case}-{impl}") for case in sorted(EMPTY_SHAPES) for impl in IMPLS]
 
 
 @pytest.mark.parametrize("is_causal", [False, True])

@@ -15,6 +15,7 @@ import numpy as np
 
 from .attention import AttentionCache, attention_backward, attention_forward
 from .embedding import EmbeddingCache, embedding_backward, embedding_forward
+from .flash import FlashAttentionCache, flash_attention_backward, flash_attention_forward
 from .linear import LinearCache, linear_backward, linear_forward
 from .loss import CrossEntropyCache, cross_entropy_backward, cross_entropy_forward
 from .softmax import SoftmaxCache, softmax_backward, softmax_forward
@@ -40,6 +41,7 @@ __all__ = [
     "AttentionCache",
     "CrossEntropyCache",
     "EmbeddingCache",
+    "FlashAttentionCache",
     "LinearCache",
     "SoftmaxCache",
     "attention_backward",
@@ -48,6 +50,8 @@ __all__ = [
     "cross_entropy_forward",
     "embedding_backward",
     "embedding_forward",
+    "flash_attention_backward",
+    "flash_attention_forward",
     "linear_backward",
     "linear_forward",
     "scaled_dot_product_attention",

@@ -1,0 +1,358 @@
+"""Tiled ("flash") attention: the same function as the naive pair, in linear memory.
+
+The naive pair materialises the (L, S) scores, weights and their gradients.
+This pair walks over tiles of ``block_size`` query rows by ``block_size`` keys
+and never holds more than one (block, block) tile of them. For one head, with
+a row tile ``i`` and the key tiles ``j`` arriving one after another::
+
+    S_ij = scale * Q_i K_j^T + mask_ij                      scores of one tile
+    m    = max(m, rowmax(S_ij))                             running row maximum
+    l    = l * exp(m_old - m) + rowsum(exp(S_ij - m))       running normaliser
+    acc  = acc * exp(m_old - m) + (exp(S_ij - m) * Z_ij) V_j
+    O_i  = acc / l                                          after the last key tile
+
+(``Z`` is the dropout keep-mask scaled by 1 / (1 - p).) The forward keeps only
+``O`` and each row's log-sum-exp ``lse_i = m + log(l)``, as its two terms; the
+backward recomputes each tile's probabilities as ``exp((S_ij - m) - log(l))``.
+See docs/derivations.md, section "Tiled attention: online softmax forward and
+tiled backward".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import numpy as np
+
+from .._validation import as_generator, check_cache, check_dout, check_positive_int, unbroadcast
+from .attention import (
+    _with_head_axis,
+    apply_mask,
+    attention_scores_shape,
+    check_attention_options,
+    check_qkv,
+    dropout_scale,
+    merge_groups,
+    split_groups,
+)
+
+# The cache a tile should fit in: 2 MiB, a per-core L2 on current x86 and ARM
+# laptops (1.25-2 MiB; this machine has 2 MiB per core).
+TILE_CACHE_BYTES = 2 * 1024 * 1024
+
+
+def default_block_size(dtype: np.dtype, head_dim: int) -> int:
+    """The largest power of two (at least 32) whose tile working set fits in ``TILE_CACHE_BYTES``.
+
+    A tile's working set, per head, is about four (block, block) arrays
+    (scores turned into probabilities in place, their gradient, the product
+    that feeds the next matmul, a mask or dropout factor) and four (block, E)
+    slices (Q, K, V, dO). For E = 64 that gives 256 in float32 (1.25 MiB) and
+    128 in float64 (0.625 MiB). Larger tiles spill to a slower cache; smaller
+    ones pay the Python loop's fixed cost per tile on less work, hence the
+    floor of 32. Heads and batch entries are not counted: the matmuls, where
+    the time goes, work on one head at a time, and measured on 16 heads,
+    shrinking the block to fit them all made it slower, not faster.
+    """
+    itemsize = np.dtype(dtype).itemsize
+    block = 32
+    while 4 * (2 * block) * (2 * block + head_dim) * itemsize <= TILE_CACHE_BYTES:  # does 2x fit?
+        block *= 2
+    return block
+
+
+class FlashAttentionCache(NamedTuple):
+    """What the tiled backward needs: the inputs, the output and each query row's log-sum-exp.
+
+    The log-sum-exp ``lse = row_max + log_row_sum`` is kept as its two terms,
+    each of shape (..., Hq, L) (with a head axis of 1 for unbatched input), so
+    that ``P = exp((scores - row_max) - log_row_sum)`` stays exact when the
+    scores dwarf ``log_row_sum`` (float64 scores of 1e300: ``m + log 2`` rounds
+    to ``m``). A fully masked row has ``row_max = 0`` and ``log_row_sum = +inf``,
+    so that P = 0. ``dropout_seed`` regenerates every tile's dropout mask (None
+    without dropout). Nothing here is L x S.
+    """
+
+    q: np.ndarray
+    k: np.ndarray
+    v: np.ndarray
+    attn_mask: np.ndarray | None
+    out: np.ndarray
+    row_max: np.ndarray
+    log_row_sum: np.ndarray
+    dropout_seed: np.uint64 | None
+    dropout_p: float
+    is_causal: bool
+    scale: float
+    block_size: int
+
+
+def _tiles(length: int, block_size: int) -> Iterator[slice]:
+    """Consecutive slices of ``block_size`` covering range(length); the last may be shorter."""
+    for start in range(0, length, block_size):
+        yield slice(start, min(start + block_size, length))
+
+
+def _finite_tiles(arrays: tuple[np.ndarray, ...], length: int, block_size: int) -> list[bool]:
+    """For each tile of axis -2, whether every one of ``arrays`` holds only finite numbers there."""
+    return [all(np.isfinite(x[..., tile, :]).all() for x in arrays) for tile in _tiles(length, block_size)]
+
+
+def _key_tiles(
+    rows: slice, num_keys: int, block_size: int, is_causal: bool, finite_rows: bool, finite_keys: list[bool]
+) -> Iterator[slice]:
+    """The key tiles a row tile must visit: with ``is_causal``, none wholly above the diagonal.
+
+    Query i sees keys j <= i, so a key tile starting at or after ``rows.stop``
+    is entirely masked; it is skipped, not computed and masked. Unless a
+    number there is not finite: torch adds the mask (-inf) to the scores, so a
+    NaN or inf in the rows' queries (or output and its gradient) or in the
+    tile's keys or values still spreads NaN, and such a tile is computed to do
+    the same.
+    """
+    for cols, finite in zip(_tiles(num_keys, block_size), finite_keys):
+        if is_causal and cols.start >= rows.stop and finite_rows and finite:
+            continue
+        yield cols
+
+
+def _tile_mask(
+    attn_mask: np.ndarray | None, is_causal: bool, rows: slice, cols: slice
+) -> np.ndarray | None:
+    """The slice of the mask that covers tile (rows, cols), broadcastable to the scores tile."""
+    if is_causal:
+        if cols.stop <= rows.start + 1:  # wholly on or below the diagonal: nothing to mask
+            return None
+        # Query rows.start + a sees key cols.start + b iff b <= a + (rows.start - cols.start).
+        return np.tri(rows.stop - rows.start, cols.stop - cols.start, rows.start - cols.start, dtype=bool)
+    if attn_mask is None:
+        return None
+    mask = attn_mask.reshape((1,) * (2 - attn_mask.ndim) + attn_mask.shape)
+    # An axis of length 1 broadcasts over the whole tile and is not sliced.
+    return mask[..., rows if mask.shape[-2] > 1 else slice(None), cols if mask.shape[-1] > 1 else slice(None)]
+
+
+def _tile_scores(
+    q_rows: np.ndarray, k: np.ndarray, mask: np.ndarray | None, num_heads: int, cols: slice
+) -> np.ndarray:
+    """``scale * Q_i K_j^T + mask_ij`` for one tile, shape (..., Hq, rows, cols).
+
+    ``q_rows`` are the row tile's queries, already scaled and grouped as
+    (..., Hkv, G * rows, E) by :func:`split_groups`.
+    """
+    scores = merge_groups(q_rows @ k[..., cols, :].swapaxes(-1, -2), num_heads)
+    return apply_mask(scores, mask)
+
+
+# Dropout without storing the mask: entry n of the flattened (..., Hq, L, S)
+# keep-mask is decided by the n-th output of SplitMix64 (Steele, Lea & Flood,
+# 2014) started at a seed drawn once per forward. Each entry depends only on
+# the seed and its own position, so the backward regenerates any tile exactly,
+# and the mask is the same for every block_size.
+_GOLDEN_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX_2 = np.uint64(0x94D049BB133111EB)
+
+
+def _draw_dropout_seed(dropout_p: float, rng: np.random.Generator | None) -> np.uint64 | None:
+    """One 64-bit seed per forward, from ``rng``; None when there is no dropout."""
+    if dropout_p == 0.0:
+        return None
+    return as_generator(rng).integers(0, 2**64, dtype=np.uint64)
+
+
+def _dropout_keep(seed: np.uint64, scores_shape: tuple, rows: slice, cols: slice, dropout_p: float) -> np.ndarray:
+    """Boolean keep-mask of tile (rows, cols) of a (..., Hq, L, S) attention, broadcastable to it.
+
+    ``_dropout_keep(seed, shape, slice(0, L), slice(0, S), p)`` is the whole
+    mask: the test feeds it to the naive pair to compare the two with dropout.
+    """
+    *heads, num_queries, num_keys = scores_shape
+    head_index = np.arange(math.prod(heads), dtype=np.uint64).reshape(*heads, 1, 1)
+    row_index = np.arange(rows.start, rows.stop, dtype=np.uint64)[:, None]
+    col_index = np.arange(cols.start, cols.stop, dtype=np.uint64)
+    position = (head_index * np.uint64(num_queries) + row_index) * np.uint64(num_keys) + col_index
+    z = (position + np.uint64(1)) * _GOLDEN_GAMMA + seed  # uint64 arithmetic wraps, as intended
+    z = (z ^ (z >> np.uint64(30))) * _MIX_1
+    z = (z ^ (z >> np.uint64(27))) * _MIX_2
+    z ^= z >> np.uint64(31)
+    uniform = (z >> np.uint64(11)) * 2.0**-53  # the top 53 bits: a float64 in [0, 1)
+    return uniform >= dropout_p
+
+
+def _dropout_factor(
+    seed: np.uint64 | None, dropout_p: float, scores_shape: tuple, rows: slice, cols: slice, dtype: np.dtype
+) -> np.ndarray | None:
+    """The tile's dropout factor Z = keep / (1 - p), or None without dropout."""
+    if seed is None:
+        return None
+    return dropout_scale(_dropout_keep(seed, scores_shape, rows, cols, dropout_p), dropout_p, dtype)
+
+
+def flash_attention_forward(
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    attn_mask: np.ndarray | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    *,
+    rng: np.random.Generator | None = None,
+    block_size: int | None = None,
+) -> tuple[np.ndarray, FlashAttentionCache]:
+    """Scaled dot-product attention in tiles with an online softmax; memory linear in L and S.
+
+    Same arguments, semantics and output as :func:`attention_forward` (see
+    there), plus ``block_size``: tiles are ``block_size`` queries by
+    ``block_size`` keys. Any positive size gives the same result up to
+    rounding; None picks :func:`default_block_size` (256 in float32 and 128
+    in float64 for E = 64), whose tile fits in a per-core L2 cache.
+
+    For each row tile i, the key tiles j update a running row maximum ``m``,
+    normaliser ``l`` and unnormalised output ``acc``::
+
+        m_new = max(m, rowmax(S_ij));  c = exp(m - m_new)
+        l     = c * l + rowsum(exp(S_ij - m_new))
+        acc   = c * acc + (exp(S_ij - m_new) * Z_ij) V_j
+        O_i   = acc / l,   lse_i = m + log(l)  (kept as m and log(l))
+
+    With ``is_causal``, key tiles wholly above the diagonal are skipped (unless
+    they hold a NaN or inf, which must spread as in torch). The
+    dropout mask of each tile is derived from one seed drawn from ``rng`` and
+    the position of each entry, so the backward regenerates it; it is the same
+    for every ``block_size`` (but not the mask the naive pair draws from the
+    same ``rng``).
+
+    Returns
+    -------
+    out : ndarray (..., Hq, L, Ev)
+        A query row whose keys are all masked gives 0.
+    cache : FlashAttentionCache
+        The inputs, ``out`` and each query row's log-sum-exp: no L x S array.
+
+    See docs/derivations.md, section "Tiled attention: online softmax forward and tiled backward".
+    """
+    q, k, v = check_qkv(q, k, v)
+    scores_shape = attention_scores_shape(q, k, v)
+    attn_mask, dropout_p, is_causal, scale = check_attention_options(
+        attn_mask, dropout_p, is_causal, scale, scores_shape, q.dtype
+    )
+    block_size = (
+        default_block_size(q.dtype, q.shape[-1])
+        if block_size is None
+        else check_positive_int(block_size, "block_size")
+    )
+    if scale is None:
+        # With E = 0 every score is an empty sum, 0 whatever the scale (as in attention_forward).
+        scale = 1.0 / math.sqrt(q.shape[-1]) if q.shape[-1] else 1.0
+    dropout_seed = _draw_dropout_seed(dropout_p, rng)
+
+    scores_shape4 = scores_shape if q.ndim > 2 else (1, *scores_shape)
+    *heads, num_queries, num_keys = scores_shape4
+    # q takes the full batch (a view), so every scores tile has the full (..., Hq) shape even
+    # when only v or the mask carries a batch axis; the tiles can then be updated in place.
+    q4 = np.broadcast_to(_with_head_axis(q), (*heads, *q.shape[-2:]))
+    k4, v4 = _with_head_axis(k), _with_head_axis(v)
+    num_heads, num_kv_heads = q4.shape[-3], k4.shape[-3]
+    out = np.zeros((*heads, num_queries, v.shape[-1]), dtype=q.dtype)
+    final_max = np.empty((*heads, num_queries), dtype=q.dtype)
+    log_row_sum = np.empty((*heads, num_queries), dtype=q.dtype)
+    finite_keys = _finite_tiles((k4, v4), num_keys, block_size)
+
+    for rows in _tiles(num_queries, block_size):
+        q_rows = split_groups(q4[..., rows, :] * scale, num_kv_heads)
+        finite_rows = bool(np.isfinite(q_rows).all())
+        row_max = np.full((*heads, rows.stop - rows.start, 1), -np.inf, dtype=q.dtype)
+        row_sum = np.zeros_like(row_max)
+        acc = np.zeros((*heads, rows.stop - rows.start, v.shape[-1]), dtype=q.dtype)
+        for cols in _key_tiles(rows, num_keys, block_size, is_causal, finite_rows, finite_keys):
+            scores = _tile_scores(q_rows, k4, _tile_mask(attn_mask, is_causal, rows, cols), num_heads, cols)
+            new_max = np.maximum(row_max, scores.max(axis=-1, keepdims=True))
+            # A row that has seen only masked keys so far has max -inf; shift it by 0 (exp(-inf) = 0).
+            shift = np.where(np.isneginf(new_max), 0.0, new_max).astype(q.dtype, copy=False)
+            correction = np.exp(row_max - shift)
+            probs = np.exp(np.subtract(scores, shift, out=scores), out=scores)  # in place: one tile-sized buffer
+            row_sum = correction * row_sum + probs.sum(axis=-1, keepdims=True)
+            factor = _dropout_factor(dropout_seed, dropout_p, scores_shape4, rows, cols, q.dtype)
+            dropped = probs if factor is None else probs * factor
+            acc = correction * acc + merge_groups(split_groups(dropped, num_kv_heads) @ v4[..., cols, :], num_heads)
+            row_max = new_max
+        seen = row_sum != 0  # False only for a row whose keys are all masked (a NaN row stays NaN)
+        np.divide(acc, row_sum, out=out[..., rows, :], where=seen)  # a fully masked row stays 0
+        # A fully masked row keeps max 0 and log-sum +inf: the backward recomputes its P as exp(-inf) = 0.
+        final_max[..., rows] = np.where(seen, row_max, 0.0)[..., 0]
+        log_row_sum[..., rows] = np.log(row_sum, out=np.full_like(row_sum, np.inf), where=seen)[..., 0]
+
+    if q.ndim == 2:
+        out = out[0]
+    cache = FlashAttentionCache(
+        q, k, v, attn_mask, out, final_max, log_row_sum, dropout_seed, dropout_p, is_causal, scale, block_size
+    )
+    return out, cache
+
+
+def flash_attention_backward(
+    dout: np.ndarray, cache: FlashAttentionCache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of tiled attention with respect to q, k and v, one tile at a time.
+
+    With ``D = rowsum(dO * O)`` per query row (it equals ``rowsum(dP * P)`` of
+    the naive backward, dropout included), each tile (i, j) recomputes its
+    probabilities from the log-sum-exp ``lse_i = m_i + log(l_i)`` and adds its share::
+
+        P_ij  = exp(S_ij - lse_i)                  (block, block), as exp((S_ij - m_i) - log(l_i))
+        dV_j += (P_ij * Z_ij)^T dO_i
+        dP_ij = (dO_i V_j^T) * Z_ij
+        dS_ij = P_ij * (dP_ij - D_i)
+        dQ_i += scale * dS_ij K_j
+        dK_j += scale * dS_ij^T Q_i
+
+    Fully masked rows have ``log(l) = +inf``, so P = 0 and dS = 0 there. Grouped
+    heads and broadcast batch dimensions sum as in :func:`attention_backward`.
+    No L x S array is formed.
+
+    See docs/derivations.md, section "Tiled attention: online softmax forward and tiled backward".
+    """
+    check_cache(cache, FlashAttentionCache, "flash_attention_forward")
+    q, k, v, attn_mask, out, row_max, log_row_sum, dropout_seed, dropout_p, is_causal, scale, block_size = cache
+    dout = check_dout(dout, out.shape, q.dtype)
+    out4, dout4 = _with_head_axis(out), _with_head_axis(dout)
+    *heads, num_queries, _ = out4.shape
+    q4 = np.broadcast_to(_with_head_axis(q), (*heads, *q.shape[-2:]))
+    k4, v4 = _with_head_axis(k), _with_head_axis(v)
+    num_heads, num_kv_heads = q4.shape[-3], k4.shape[-3]
+    num_keys = k4.shape[-2]
+    scores_shape4 = (*heads, num_queries, num_keys)
+    batch = tuple(heads[:-1])
+    dq = np.empty(q4.shape, dtype=q.dtype)
+    dk = np.zeros((*batch, num_kv_heads, num_keys, k.shape[-1]), dtype=q.dtype)
+    dv = np.zeros((*batch, num_kv_heads, num_keys, v.shape[-1]), dtype=q.dtype)
+    finite_keys = _finite_tiles((k4, v4), num_keys, block_size)
+
+    for rows in _tiles(num_queries, block_size):
+        q_rows = split_groups(q4[..., rows, :] * scale, num_kv_heads)
+        dout_rows = dout4[..., rows, :]
+        dout_groups = split_groups(dout_rows, num_kv_heads)
+        delta = np.sum(dout_rows * out4[..., rows, :], axis=-1, keepdims=True)  # D_i = rowsum(dO_i * O_i)
+        finite_rows = bool(np.isfinite(q_rows).all() and np.isfinite(dout_rows).all() and np.isfinite(delta).all())
+        max_rows, log_sum_rows = row_max[..., rows, None], log_row_sum[..., rows, None]
+        dq_rows = np.zeros((*batch, num_heads, rows.stop - rows.start, q.shape[-1]), dtype=q.dtype)
+        for cols in _key_tiles(rows, num_keys, block_size, is_causal, finite_rows, finite_keys):
+            scores = _tile_scores(q_rows, k4, _tile_mask(attn_mask, is_causal, rows, cols), num_heads, cols)
+            # P = exp((S - m) - log l), in place; S - m first, so that huge scores cancel exactly.
+            np.subtract(scores, max_rows, out=scores)
+            probs = np.exp(np.subtract(scores, log_sum_rows, out=scores), out=scores)
+            factor = _dropout_factor(dropout_seed, dropout_p, scores_shape4, rows, cols, q.dtype)
+            dropped = probs if factor is None else probs * factor
+            dv[..., cols, :] += split_groups(dropped, num_kv_heads).swapaxes(-1, -2) @ dout_groups
+            d_dropped = merge_groups(dout_groups @ v4[..., cols, :].swapaxes(-1, -2), num_heads)
+            d_probs = d_dropped if factor is None else d_dropped * factor
+            d_scores = split_groups(probs * np.subtract(d_probs, delta, out=d_probs), num_kv_heads)
+            dq_rows += merge_groups(d_scores @ k4[..., cols, :], num_heads)
+            dk[..., cols, :] += d_scores.swapaxes(-1, -2) @ q_rows  # q_rows carries the scale
+        dq[..., rows, :] = dq_rows * scale
+
+    return unbroadcast(dq, q.shape), unbroadcast(dk, k.shape), unbroadcast(dv, v.shape)
