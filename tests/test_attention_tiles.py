@@ -13,7 +13,7 @@ import pytest
 from attention_cases import CASES
 from conftest import random_like, rel_error
 
-from numpy_attention.functional import attention, attention_backward, attention_forward
+from numpy_attention.functional import attention, attention_backward, attention_forward, tiles
 from numpy_attention.functional.softmax import softmax
 
 
@@ -28,10 +28,10 @@ def forward_backward(case):
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_small_tiles_give_the_same_output_weights_and_gradients(case, rows_per_tile, monkeypatch):
     whole = forward_backward(case)
-    assert len(attention.query_tiles(case.q[-2], case.k[-2], 8, case.is_causal)) == 1
+    assert len(tiles.query_tiles(case.q[-2], case.k[-2], 8, case.is_causal)) == 1
     num_keys = case.k[-2]
-    monkeypatch.setattr(attention, "TILE_BYTES", rows_per_tile * num_keys * 8)
-    assert len(attention.query_tiles(case.q[-2], num_keys, 8, case.is_causal)) > 1
+    monkeypatch.setattr(tiles, "TILE_BYTES", rows_per_tile * num_keys * 8)
+    assert len(tiles.query_tiles(case.q[-2], num_keys, 8, case.is_causal)) > 1
     tiled = forward_backward(case)
     for name, a, b in zip(["out", "weights", "dq", "dk", "dv"], tiled, whole):
         assert a.shape == b.shape, name
@@ -41,8 +41,8 @@ def test_small_tiles_give_the_same_output_weights_and_gradients(case, rows_per_t
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_tiles_of_several_heads_give_the_same_numbers(case, monkeypatch):
     whole = forward_backward(case)
-    monkeypatch.setattr(attention, "MIN_CHUNKS", 1)  # one chunk: every k/v head of a batch entry
-    monkeypatch.setattr(attention, "CAUSAL_TILE_ROWS", 2)  # causal tiles of 2 rows, across the heads
+    monkeypatch.setattr(tiles, "MIN_CHUNKS", 1)  # one chunk: every k/v head of a batch entry
+    monkeypatch.setattr(tiles, "CAUSAL_TILE_ROWS", 2)  # causal tiles of 2 rows, across the heads
     used = []
 
     def recording(task, chunks, num_scores, run=attention.for_each_chunk):
@@ -58,10 +58,10 @@ def test_tiles_of_several_heads_give_the_same_numbers(case, monkeypatch):
 
 @pytest.mark.parametrize("is_causal", [False, True])
 def test_tiles_cover_every_query_and_causal_tiles_stop_at_their_last_query(is_causal):
-    tiles = attention.query_tiles(num_queries=10, num_keys=7, itemsize=8, causal=is_causal)
-    rows = np.concatenate([np.arange(10)[r] for r, _ in tiles])
+    row_tiles = tiles.query_tiles(num_queries=10, num_keys=7, itemsize=8, causal=is_causal)
+    rows = np.concatenate([np.arange(10)[r] for r, _ in row_tiles])
     np.testing.assert_array_equal(rows, np.arange(10))
-    for r, keys in tiles:
+    for r, keys in row_tiles:
         assert keys.start == 0
         assert keys.stop == (min(r.stop, 7) if is_causal else 7)
 
@@ -80,9 +80,9 @@ def test_modifying_the_returned_output_leaves_the_gradients_unchanged(rng):
 def test_heads_run_in_parallel_give_the_same_numbers(case, monkeypatch):
     whole = forward_backward(case)
     # Force the threads even for these tiny calls, with or without threadpoolctl installed.
-    monkeypatch.setattr(attention, "PARALLEL_MIN_SCORES", 0)
-    monkeypatch.setattr(attention, "one_thread_blas", lambda: (2, contextlib.nullcontext()))
-    monkeypatch.setattr(attention, "TILE_BYTES", 2 * case.k[-2] * 8)
+    monkeypatch.setattr(tiles, "PARALLEL_MIN_SCORES", 0)
+    monkeypatch.setattr(tiles, "one_thread_blas", lambda: (2, contextlib.nullcontext()))
+    monkeypatch.setattr(tiles, "TILE_BYTES", 2 * case.k[-2] * 8)
     for name, a, b in zip(["out", "weights", "dq", "dk", "dv"], forward_backward(case), whole):
         assert rel_error(a, b) < 1e-13, name
 
@@ -105,7 +105,7 @@ def test_parallel_heads_cap_blas_at_one_thread_and_restore_it(monkeypatch):
     monkeypatch.setattr(attention, "softmax", recording_softmax)
     rng = np.random.default_rng(0)
     q, k, v = (random_like(rng, (4, 256, 8)) for _ in range(3))  # 4 heads of 2^16 scores
-    assert q.shape[0] * 256 * 256 >= attention.PARALLEL_MIN_SCORES
+    assert q.shape[0] * 256 * 256 >= tiles.PARALLEL_MIN_SCORES
     attention_forward(q, k, v)
     assert seen == [1, 1, 1, 1]
     assert blas_threads() == before

@@ -13,11 +13,8 @@ See docs/derivations.md, section "Scaled dot-product attention".
 
 from __future__ import annotations
 
-import functools
 import math
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -35,6 +32,7 @@ from .._validation import (
     unbroadcast,
 )
 from .softmax import softmax
+from .tiles import attention_chunks, for_each_chunk, query_tiles
 
 
 class AttentionCache(NamedTuple):
@@ -170,38 +168,6 @@ def draw_dropout_mask(
     return as_generator(rng).random(shape) >= dropout_p
 
 
-# The attention runs one tile at a time: a few heads' rows of scores that stay in the core's
-# cache from the product Q K^T through the softmax's passes to the product with V, instead of
-# streaming the whole (..., L, S) array through memory once per pass. A tile spans several
-# heads when they are short, so that NumPy's per-call cost is paid once for all of them.
-# Tiles of at most 256 rows of 2 MiB gave the fastest products on the benchmark machine
-# (2 MiB of L2 cache per core).
-TILE_ROWS = 256
-TILE_BYTES = 2 << 20
-# Causal tiles stop at the key of their last query, so more tiles skip more of the masked
-# upper triangle: with T tiles a causal call computes (T + 1) / 2T of the scores.
-CAUSAL_TILE_ROWS = 64
-# Chunks of heads per call, at least (when there are that many heads): enough to share between cores.
-MIN_CHUNKS = 8
-
-
-def query_tiles(num_queries: int, num_keys: int, itemsize: int, causal: bool) -> list[tuple[slice, slice]]:
-    """(query rows, keys they attend to) for each tile of the (L, S) scores.
-
-    With the top-left causal mask query i sees keys j <= i, so a causal tile
-    needs only the keys up to its last query: the masked upper triangle is
-    never computed (its weights are 0).
-    """
-    rows = max(1, min(num_queries, TILE_ROWS, TILE_BYTES // max(1, num_keys * itemsize)))
-    if causal:
-        rows = min(rows, CAUSAL_TILE_ROWS)
-    tiles = []
-    for start in range(0, num_queries, rows):
-        stop = min(start + rows, num_queries)
-        tiles.append((slice(start, stop), slice(0, min(stop, num_keys) if causal else num_keys)))
-    return tiles
-
-
 def all_finite(*arrays: np.ndarray) -> bool:
     """No NaN or inf in any of ``arrays``: one sum each, since NaN and inf survive a sum.
 
@@ -209,52 +175,6 @@ def all_finite(*arrays: np.ndarray) -> bool:
     """
     with np.errstate(over="ignore", invalid="ignore"):
         return all(math.isfinite(np.sum(array)) for array in arrays)
-
-
-# Heads are independent, and NumPy's element-wise ops run on one core. Running the k/v heads
-# on all cores, each with a one-thread BLAS, keeps every core busy; OpenBLAS splitting each
-# small per-head product over its threads instead spends much of its time handing work over.
-# Capping BLAS at one thread needs threadpoolctl (optional): without it the heads run in turn.
-PARALLEL_MIN_SCORES = 1 << 18  # smaller calls are too short to pay for starting threads
-_parallel_lock = threading.Lock()
-
-
-@functools.cache
-def _blas_controller() -> Any:
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:
-        return None
-    return ThreadpoolController().select(user_api="blas")
-
-
-def one_thread_blas() -> tuple[int, Any]:
-    """(BLAS threads, a context that caps BLAS at one thread), or (1, None) if that cannot be had."""
-    controller = _blas_controller()
-    if controller is None:
-        return 1, None
-    threads = max((lib.num_threads for lib in controller.lib_controllers), default=1)
-    return (threads, controller.limit(limits=1)) if threads > 1 else (1, None)
-
-
-def for_each_chunk(task: Callable[[tuple], None], chunks: list[tuple], num_scores: int) -> None:
-    """Run ``task(chunk)`` for every chunk of heads: on as many cores as BLAS has threads, when worthwhile.
-
-    Each task writes only its own heads' slices of the outputs, so the tasks
-    need no locks and the result does not depend on how they are scheduled.
-    The lock keeps two concurrent callers from both capping BLAS (and
-    restoring it in the wrong order): the second one runs its heads in turn.
-    """
-    workers, cap = one_thread_blas() if num_scores >= PARALLEL_MIN_SCORES and len(chunks) > 1 else (1, None)
-    if cap is None or not _parallel_lock.acquire(blocking=False):
-        for chunk in chunks:
-            task(chunk)
-        return
-    try:
-        with cap, ThreadPoolExecutor(workers) as pool:
-            list(pool.map(task, chunks))  # list() re-raises a task's exception here
-    finally:
-        _parallel_lock.release()
 
 
 def additive_mask(attn_mask: np.ndarray | None, dtype: np.dtype) -> np.ndarray | None:
@@ -367,27 +287,6 @@ def by_group(x: np.ndarray, num_kv_heads: int) -> np.ndarray:
     """(..., Hq, L, X) -> (..., Hkv, G, L, X): query head j G + g at [..., j, g] (a view)."""
     *batch, num_heads, rows, cols = x.shape
     return x.reshape(*batch, num_kv_heads, num_heads // max(1, num_kv_heads), rows, cols)
-
-
-def attention_chunks(batch: tuple, heads: tuple, tiles: list, num_keys: int, itemsize: int) -> list[tuple]:
-    """The units of work: (*batch index, slice of k/v heads), each a few heads of one batch entry.
-
-    A chunk holds as many heads as fit in TILE_BYTES with the first tile's rows, but no
-    more than leaves MIN_CHUNKS chunks to share between the cores. It holds one head when
-    a tile is part of a head's rows and all its keys: that tile is contiguous in one head,
-    not across heads. ``heads`` is (Hkv, G).
-    """
-    num_kv_heads, group = heads
-    rows, keys = (tiles[0][0].stop - tiles[0][0].start, tiles[0][1].stop) if tiles else (1, num_keys)
-    fits = max(1, TILE_BYTES // max(1, group * rows * num_keys * itemsize))
-    if len(tiles) > 1 and keys == num_keys:
-        fits = 1
-    per_chunk = max(1, min(fits, num_kv_heads, -(-math.prod(batch) * num_kv_heads // MIN_CHUNKS)))
-    return [
-        (*index, slice(start, min(start + per_chunk, num_kv_heads)))
-        for index in np.ndindex(*batch)
-        for start in range(0, num_kv_heads, per_chunk)
-    ]
 
 
 def attention_output_shape(cache: AttentionCache) -> tuple:
