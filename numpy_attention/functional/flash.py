@@ -13,7 +13,7 @@ a row tile ``i`` and the key tiles ``j`` arriving one after another::
 
 (``Z`` is the dropout keep-mask scaled by 1 / (1 - p).) The forward keeps only
 ``O`` and each row's log-sum-exp ``lse_i = m + log(l)``, as its two terms; the
-backward recomputes each tile's probabilities as ``exp((S_ij - m) - log(l))``.
+backward recomputes each tile's probabilities as ``exp(S_ij - m) * exp(-log(l))``.
 See docs/derivations.md, section "Tiled attention: online softmax forward and
 tiled backward".
 """
@@ -91,7 +91,7 @@ class FlashAttentionCache(NamedTuple):
 
     The log-sum-exp ``lse = row_max + log_row_sum`` is kept as its two terms,
     each of shape (..., Hq, L) (with a head axis of 1 for unbatched input), so
-    that ``P = exp((scores - row_max) - log_row_sum)`` stays exact when the
+    that ``P = exp(scores - row_max) * exp(-log_row_sum)`` stays exact when the
     scores dwarf ``log_row_sum`` (float64 scores of 1e300: ``m + log 2`` rounds
     to ``m``). A fully masked row has ``row_max = 0`` and ``log_row_sum = +inf``,
     so that P = 0. ``dropout_seed`` regenerates every tile's dropout mask (None
@@ -304,7 +304,7 @@ def flash_attention_forward(
             row_max = new_max
         seen = row_sum != 0  # False only for a row whose keys are all masked (a NaN row stays NaN)
         np.divide(acc, row_sum, out=out[..., rows, :], where=seen)  # a fully masked row stays 0
-        # A fully masked row keeps max 0 and log-sum +inf: the backward recomputes its P as exp(-inf) = 0.
+        # A fully masked row keeps max 0 and log-sum +inf: the backward's 1 / l is exp(-inf) = 0.
         final_max[..., rows] = np.where(seen, row_max, 0.0)[..., 0]
         log_row_sum[..., rows] = np.log(row_sum, out=np.full_like(row_sum, np.inf), where=seen)[..., 0]
 
@@ -323,16 +323,20 @@ def flash_attention_backward(
 
     With ``D = rowsum(dO * O)`` per query row (it equals ``rowsum(dP * P)`` of
     the naive backward, dropout included), each tile (i, j) recomputes its
-    probabilities from the log-sum-exp ``lse_i = m_i + log(l_i)`` and adds its share::
+    probabilities from the stored ``m_i`` and ``log(l_i)`` and adds its share::
 
-        P_ij  = exp(S_ij - lse_i)                  (rows, keys), as exp((S_ij - m_i) - log(l_i))
+        P_ij  = exp(S_ij - m_i) / l_i              (rows, keys)
         dV_j += (P_ij * Z_ij)^T dO_i
         dP_ij = (dO_i V_j^T) * Z_ij
         dS_ij = P_ij * (dP_ij - D_i)
         dQ_i += scale * dS_ij K_j
         dK_j += scale * dS_ij^T Q_i
 
-    Fully masked rows have ``log(l) = +inf``, so P = 0 and dS = 0 there. Grouped
+    The tile holds only ``E_ij = exp(S_ij - m_i)``: the row factor ``1 / l_i``
+    moves onto the (rows, E) factors, ``dV_j += (E_ij * Z_ij)^T (dO_i / l_i)``,
+    ``dK_j += (E_ij * (dP_ij - D_i))^T (scale * Q_i / l_i)`` and dQ_i is
+    divided by ``l_i`` once per row block, which saves one pass over each tile.
+    Fully masked rows have ``log(l) = +inf``, so 1 / l = 0 and their gradients are 0. Grouped
     heads and broadcast batch dimensions sum as in :func:`attention_backward`.
     No L x S array is formed.
 
@@ -361,22 +365,24 @@ def flash_attention_backward(
         dout_groups = split_groups(dout_rows, num_kv_heads)
         delta = np.sum(dout_rows * out4[..., rows, :], axis=-1, keepdims=True)  # D_i = rowsum(dO_i * O_i)
         finite_rows = bool(np.isfinite(q_rows).all() and np.isfinite(dout_rows).all() and np.isfinite(delta).all())
-        max_rows, log_sum_rows = row_max[..., rows, None], log_row_sum[..., rows, None]
+        max_rows = row_max[..., rows, None]
+        inv_sum_rows = np.exp(-log_row_sum[..., rows, None])  # 1 / l: 0 for a fully masked row
+        dout_over_sum = split_groups(dout_rows * inv_sum_rows, num_kv_heads)
+        q_over_sum = q_rows * split_groups(inv_sum_rows, num_kv_heads)  # scale * Q_i / l_i
         dq_rows = np.zeros((*batch, num_heads, rows.stop - rows.start, q.shape[-1]), dtype=q.dtype)
         for cols in _key_tiles(rows, num_keys, block_keys, is_causal, finite_rows, finite_keys):
             scores = _tile_scores(q_rows, k4, _tile_mask(attn_mask, is_causal, rows, cols), num_heads, cols)
-            # P = exp((S - m) - log l), in place; S - m first, so that huge scores cancel exactly.
-            np.subtract(scores, max_rows, out=scores)
-            probs = np.exp(np.subtract(scores, log_sum_rows, out=scores), out=scores)
+            # E = exp(S - m) = l * P, in place; 1 / l is applied to the (rows, E) factors instead.
+            unnormalised = np.exp(np.subtract(scores, max_rows, out=scores), out=scores)
             factor = _dropout_factor(dropout_seed, dropout_p, scores_shape4, rows, cols, q.dtype)
-            dropped = probs if factor is None else probs * factor
-            dv[..., cols, :] += split_groups(dropped, num_kv_heads).swapaxes(-1, -2) @ dout_groups
+            dropped = unnormalised if factor is None else unnormalised * factor
+            dv[..., cols, :] += split_groups(dropped, num_kv_heads).swapaxes(-1, -2) @ dout_over_sum
             d_dropped = merge_groups(dout_groups @ v4[..., cols, :].swapaxes(-1, -2), num_heads)
             d_probs = d_dropped if factor is None else d_dropped * factor
-            np.subtract(d_probs, delta, out=d_probs)  # dS = P * (dP - D) in d_probs' buffer: no new tile
-            d_scores = split_groups(np.multiply(probs, d_probs, out=d_probs), num_kv_heads)
+            np.subtract(d_probs, delta, out=d_probs)  # l * dS = E * (dP - D) in d_probs' buffer: no new tile
+            d_scores = split_groups(np.multiply(unnormalised, d_probs, out=d_probs), num_kv_heads)
             dq_rows += merge_groups(d_scores @ k4[..., cols, :], num_heads)
-            dk[..., cols, :] += d_scores.swapaxes(-1, -2) @ q_rows  # q_rows carries the scale
-        dq[..., rows, :] = dq_rows * scale
+            dk[..., cols, :] += d_scores.swapaxes(-1, -2) @ q_over_sum
+        dq[..., rows, :] = dq_rows * (scale * inv_sum_rows)
 
     return unbroadcast(dq, q.shape), unbroadcast(dk, k.shape), unbroadcast(dv, v.shape)
