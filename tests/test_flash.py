@@ -96,7 +96,7 @@ def assert_flash_equals_naive(monkeypatch, case, block_size, tolerance=1e-12):
         assert rel_error(grad, reference) < tolerance, name
 
 
-@pytest.mark.parametrize("block_size", [1, 2, 3, None])
+@pytest.mark.parametrize("block_size", [1, 2, 3, (1, 3), (3, 2), None], ids=str)
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_flash_equals_naive_on_the_case_grid(monkeypatch, case, block_size):
     assert_flash_equals_naive(monkeypatch, case, block_size)
@@ -290,13 +290,32 @@ def test_integer_inputs_are_converted_to_float64():
 
 
 def test_default_block_size_fits_a_tile_in_cache():
-    assert flash_module.default_block_size(np.float32, 64) == 256
-    assert flash_module.default_block_size(np.float64, 64) == 128
+    assert flash_module.default_block_size(np.float32, 64) == (512, 256)
+    assert flash_module.default_block_size(np.float64, 64) == (256, 128)
     for dtype in (np.float32, np.float64):
         for head_dim in (8, 64, 512):
-            block = flash_module.default_block_size(dtype, head_dim)
+            rows, keys = flash_module.default_block_size(dtype, head_dim)
             itemsize = np.dtype(dtype).itemsize
-            assert 4 * block * (block + head_dim) * itemsize <= flash_module.TILE_CACHE_BYTES or block == 32
+            working_set = (2 * rows * keys + 3 * rows * head_dim + 4 * keys * head_dim) * itemsize
+            assert rows == 2 * keys and (working_set <= flash_module.TILE_CACHE_BYTES or keys == 32)
+
+
+@pytest.mark.parametrize("block_size, error, message", [
+    ((2, 0), ValueError, r"block_size\[1\].*0"),
+    ((0, 2), ValueError, r"block_size\[0\].*0"),
+    ((2, 1.5), TypeError, r"block_size\[1\].*1\.5"),
+    ((2, 2, 2), TypeError, "block_size.*tuple"),
+])
+def test_bad_tile_shape_is_rejected(block_size, error, message):
+    x = np.zeros((3, 4))
+    with pytest.raises(error, match=message):
+        flash_attention_forward(x, x, x, block_size=block_size)
+
+
+def test_an_int_block_size_is_a_square_tile_and_a_pair_its_shape():
+    x = np.zeros((3, 4))
+    assert flash_attention_forward(x, x, x, block_size=2)[1].block_size == (2, 2)
+    assert flash_attention_forward(x, x, x, block_size=(1, 3))[1].block_size == (1, 3)
 
 
 def test_module_with_flash_impl_matches_the_naive_module(rng):
@@ -328,21 +347,22 @@ def test_module_with_flash_impl_applies_dropout_in_training_only():
 def test_memory_benchmark_shows_quadratic_naive_and_flat_flash_memory(tmp_path):
     record_path = tmp_path / "memory.json"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "memory.py"), "--sizes", "256", "512", "1024",
+        [sys.executable, str(ROOT / "benchmarks" / "memory.py"), "--sizes", "256", "512", "1024", "2048",
          "--repeats", "1", "--naive-budget-gib", "0.01", "--json", str(record_path)],
         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300,
     )
     assert result.returncode == 0, result.stderr
     rows = json.loads(record_path.read_text())["rows"]
-    assert [row["length"] for row in rows] == [256, 512, 1024]
+    assert [row["length"] for row in rows] == [256, 512, 1024, 2048]
     # Twice the length: the naive pair's working memory grows as L^2 (it keeps the L x S weights,
     # and works through tiles of at most 256 query rows: about 3x from L = 256 to 512), the tiled
-    # pair's stays flat.
+    # pair's stays flat once L reaches the default tile's 512 rows (float32, E = 64), as L quadruples.
     assert rows[1]["naive"]["extra_bytes"] > 2.5 * rows[0]["naive"]["extra_bytes"]
     assert rows[1]["naive"]["extra_bytes"] > 512 * 512 * 4  # at least the float32 weights
-    assert rows[2]["flash"]["extra_bytes"] < 1.5 * rows[0]["flash"]["extra_bytes"]
+    assert rows[3]["flash"]["extra_bytes"] < 1.5 * rows[1]["flash"]["extra_bytes"]
     assert rows[1]["flash"]["extra_bytes"] < rows[1]["naive"]["extra_bytes"]
     # 10 MiB of budget: the naive pair's predicted 13 MiB at L = 1024 is skipped, and said so.
+    assert "naive" not in rows[3]
     assert "naive" not in rows[2] and "exceeds the 0.01 GiB budget" in rows[2]["naive_skipped"]
     assert "naive skipped at L = 1024" in result.stdout
     assert rows[0]["time_ratio_flash_over_naive"] > 0 and rows[2]["flash"]["median_seconds"] > 0

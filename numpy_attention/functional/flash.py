@@ -1,8 +1,8 @@
 """Tiled ("flash") attention: the same function as the naive pair, in linear memory.
 
 The naive pair materialises the (L, S) scores, weights and their gradients.
-This pair walks over tiles of ``block_size`` query rows by ``block_size`` keys
-and never holds more than one (block, block) tile of them. For one head, with
+This pair walks over tiles of query rows by keys (``block_size``) and never
+holds more than one (rows, keys) tile of them. For one head, with
 a row tile ``i`` and the key tiles ``j`` arriving one after another::
 
     S_ij = scale * Q_i K_j^T + mask_ij                      scores of one tile
@@ -13,7 +13,7 @@ a row tile ``i`` and the key tiles ``j`` arriving one after another::
 
 (``Z`` is the dropout keep-mask scaled by 1 / (1 - p).) The forward keeps only
 ``O`` and each row's log-sum-exp ``lse_i = m + log(l)``, as its two terms; the
-backward recomputes each tile's probabilities as ``exp((S_ij - m) - log(l))``.
+backward recomputes each tile's probabilities as ``exp(S_ij - m) * exp(-log(l))``.
 See docs/derivations.md, section "Tiled attention: online softmax forward and
 tiled backward".
 """
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -43,24 +43,47 @@ from .attention import (
 TILE_CACHE_BYTES = 2 * 1024 * 1024
 
 
-def default_block_size(dtype: np.dtype, head_dim: int) -> int:
-    """The largest power of two (at least 32) whose tile working set fits in ``TILE_CACHE_BYTES``.
+def default_block_size(dtype: np.dtype, head_dim: int) -> tuple[int, int]:
+    """(query rows, keys) of the default tile: the largest whose working set fits in ``TILE_CACHE_BYTES``.
 
-    A tile's working set, per head, is about four (block, block) arrays
-    (scores turned into probabilities in place, their gradient, the product
-    that feeds the next matmul, a mask or dropout factor) and four (block, E)
-    slices (Q, K, V, dO). For E = 64 that gives 256 in float32 (1.25 MiB) and
-    128 in float64 (0.625 MiB). Larger tiles spill to a slower cache; smaller
-    ones pay the Python loop's fixed cost per tile on less work, hence the
-    floor of 32. Heads and batch entries are not counted: the matmuls, where
-    the time goes, work on one head at a time, and measured on 16 heads,
-    shrinking the block to fit them all made it slower, not faster.
+    The tile is twice as tall as it is wide, keys a power of two (at least 32).
+    Its working set, per head, is two (rows, keys) arrays (the scores, turned
+    into probabilities in place, and their gradient, turned into dS in place),
+    three (rows, E) slices (Q, dO, the dQ accumulator) and four (keys, E)
+    slices (K, V and their gradients' terms). For E = 64 that gives 512 x 256
+    in float32 (1.6 MiB) and 256 x 128 in float64 (1.1 MiB).
+
+    Why tall: a row block pays a fixed cost (its scaled queries, D, the final
+    division) once for all its key tiles, and the backward's dK_J += dS^T Q_I
+    runs over the rows, so more rows make that product longer and its
+    read-modify-write of dK_J, dV_J rarer. At L = S = 2048, E = 64, float32
+    (2 cores), 512 x 256 tiles took about 1.2x the naive pair's
+    forward + backward and 256 x 256 about 1.45x; 256 x 512 about 1.3x.
+    Smaller tiles pay the Python loop's fixed cost per tile on less work,
+    hence the floor of 32. Heads and batch entries are not counted: the
+    matmuls, where the time goes, work on one head at a time, and measured on
+    16 heads, shrinking the block to fit them all made it slower, not faster.
     """
     itemsize = np.dtype(dtype).itemsize
-    block = 32
-    while 4 * (2 * block) * (2 * block + head_dim) * itemsize <= TILE_CACHE_BYTES:  # does 2x fit?
-        block *= 2
-    return block
+
+    def fits(keys: int) -> bool:
+        rows = 2 * keys
+        return (2 * rows * keys + 3 * rows * head_dim + 4 * keys * head_dim) * itemsize <= TILE_CACHE_BYTES
+
+    keys = 32
+    while fits(2 * keys):
+        keys *= 2
+    return 2 * keys, keys
+
+
+def _block_shape(block_size: Any, dtype: np.dtype, head_dim: int) -> tuple[int, int]:
+    """``block_size`` as (query rows, keys): an int is a square tile, None the default."""
+    if block_size is None:
+        return default_block_size(dtype, head_dim)
+    if isinstance(block_size, tuple) and len(block_size) == 2:
+        return check_positive_int(block_size[0], "block_size[0]"), check_positive_int(block_size[1], "block_size[1]")
+    size = check_positive_int(block_size, "block_size")
+    return size, size
 
 
 class FlashAttentionCache(NamedTuple):
@@ -68,11 +91,12 @@ class FlashAttentionCache(NamedTuple):
 
     The log-sum-exp ``lse = row_max + log_row_sum`` is kept as its two terms,
     each of shape (..., Hq, L) (with a head axis of 1 for unbatched input), so
-    that ``P = exp((scores - row_max) - log_row_sum)`` stays exact when the
+    that ``P = exp(scores - row_max) * exp(-log_row_sum)`` stays exact when the
     scores dwarf ``log_row_sum`` (float64 scores of 1e300: ``m + log 2`` rounds
     to ``m``). A fully masked row has ``row_max = 0`` and ``log_row_sum = +inf``,
     so that P = 0. ``dropout_seed`` regenerates every tile's dropout mask (None
-    without dropout). Nothing here is L x S.
+    without dropout). ``block_size`` is the tile shape, (query rows, keys).
+    Nothing here is L x S.
     """
 
     q: np.ndarray
@@ -86,7 +110,7 @@ class FlashAttentionCache(NamedTuple):
     dropout_p: float
     is_causal: bool
     scale: float
-    block_size: int
+    block_size: tuple[int, int]
 
 
 def _tiles(length: int, block_size: int) -> Iterator[slice]:
@@ -201,15 +225,16 @@ def flash_attention_forward(
     scale: float | None = None,
     *,
     rng: np.random.Generator | None = None,
-    block_size: int | None = None,
+    block_size: int | tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, FlashAttentionCache]:
     """Scaled dot-product attention in tiles with an online softmax; memory linear in L and S.
 
     Same arguments, semantics and output as :func:`attention_forward` (see
-    there), plus ``block_size``: tiles are ``block_size`` queries by
-    ``block_size`` keys. Any positive size gives the same result up to
-    rounding; None picks :func:`default_block_size` (256 in float32 and 128
-    in float64 for E = 64), whose tile fits in a per-core L2 cache.
+    there), plus ``block_size``: an int B makes tiles of B queries by B keys,
+    a pair (rows, keys) tiles of that shape. Any positive sizes give the same
+    result up to rounding; None picks :func:`default_block_size` (512 x 256
+    in float32 and 256 x 128 in float64 for E = 64), whose tile fits in a
+    per-core L2 cache.
 
     For each row tile i, the key tiles j update a running row maximum ``m``,
     normaliser ``l`` and unnormalised output ``acc``::
@@ -240,11 +265,8 @@ def flash_attention_forward(
     attn_mask, dropout_p, is_causal, scale = check_attention_options(
         attn_mask, dropout_p, is_causal, scale, scores_shape, q.dtype
     )
-    block_size = (
-        default_block_size(q.dtype, q.shape[-1])
-        if block_size is None
-        else check_positive_int(block_size, "block_size")
-    )
+    block_size = _block_shape(block_size, q.dtype, q.shape[-1])
+    block_rows, block_keys = block_size
     if scale is None:
         # With E = 0 every score is an empty sum, 0 whatever the scale (as in attention_forward).
         scale = 1.0 / math.sqrt(q.shape[-1]) if q.shape[-1] else 1.0
@@ -260,15 +282,15 @@ def flash_attention_forward(
     out = np.zeros((*heads, num_queries, v.shape[-1]), dtype=q.dtype)
     final_max = np.empty((*heads, num_queries), dtype=q.dtype)
     log_row_sum = np.empty((*heads, num_queries), dtype=q.dtype)
-    finite_keys = _finite_tiles((k4, v4), num_keys, block_size)
+    finite_keys = _finite_tiles((k4, v4), num_keys, block_keys)
 
-    for rows in _tiles(num_queries, block_size):
+    for rows in _tiles(num_queries, block_rows):
         q_rows = split_groups(q4[..., rows, :] * scale, num_kv_heads)
         finite_rows = bool(np.isfinite(q_rows).all())
         row_max = np.full((*heads, rows.stop - rows.start, 1), -np.inf, dtype=q.dtype)
         row_sum = np.zeros_like(row_max)
         acc = np.zeros((*heads, rows.stop - rows.start, v.shape[-1]), dtype=q.dtype)
-        for cols in _key_tiles(rows, num_keys, block_size, is_causal, finite_rows, finite_keys):
+        for cols in _key_tiles(rows, num_keys, block_keys, is_causal, finite_rows, finite_keys):
             scores = _tile_scores(q_rows, k4, _tile_mask(attn_mask, is_causal, rows, cols), num_heads, cols)
             new_max = np.maximum(row_max, scores.max(axis=-1, keepdims=True))
             # A row that has seen only masked keys so far has max -inf; shift it by 0 (exp(-inf) = 0).
@@ -282,7 +304,7 @@ def flash_attention_forward(
             row_max = new_max
         seen = row_sum != 0  # False only for a row whose keys are all masked (a NaN row stays NaN)
         np.divide(acc, row_sum, out=out[..., rows, :], where=seen)  # a fully masked row stays 0
-        # A fully masked row keeps max 0 and log-sum +inf: the backward recomputes its P as exp(-inf) = 0.
+        # A fully masked row keeps max 0 and log-sum +inf: the backward's 1 / l is exp(-inf) = 0.
         final_max[..., rows] = np.where(seen, row_max, 0.0)[..., 0]
         log_row_sum[..., rows] = np.log(row_sum, out=np.full_like(row_sum, np.inf), where=seen)[..., 0]
 
@@ -301,16 +323,20 @@ def flash_attention_backward(
 
     With ``D = rowsum(dO * O)`` per query row (it equals ``rowsum(dP * P)`` of
     the naive backward, dropout included), each tile (i, j) recomputes its
-    probabilities from the log-sum-exp ``lse_i = m_i + log(l_i)`` and adds its share::
+    probabilities from the stored ``m_i`` and ``log(l_i)`` and adds its share::
 
-        P_ij  = exp(S_ij - lse_i)                  (block, block), as exp((S_ij - m_i) - log(l_i))
+        P_ij  = exp(S_ij - m_i) / l_i              (rows, keys)
         dV_j += (P_ij * Z_ij)^T dO_i
         dP_ij = (dO_i V_j^T) * Z_ij
         dS_ij = P_ij * (dP_ij - D_i)
         dQ_i += scale * dS_ij K_j
         dK_j += scale * dS_ij^T Q_i
 
-    Fully masked rows have ``log(l) = +inf``, so P = 0 and dS = 0 there. Grouped
+    The tile holds only ``E_ij = exp(S_ij - m_i)``: the row factor ``1 / l_i``
+    moves onto the (rows, E) factors, ``dV_j += (E_ij * Z_ij)^T (dO_i / l_i)``,
+    ``dK_j += (E_ij * (dP_ij - D_i))^T (scale * Q_i / l_i)`` and dQ_i is
+    divided by ``l_i`` once per row block, which saves one pass over each tile.
+    Fully masked rows have ``log(l) = +inf``, so 1 / l = 0 and their gradients are 0. Grouped
     heads and broadcast batch dimensions sum as in :func:`attention_backward`.
     No L x S array is formed.
 
@@ -330,29 +356,33 @@ def flash_attention_backward(
     dq = np.empty(q4.shape, dtype=q.dtype)
     dk = np.zeros((*batch, num_kv_heads, num_keys, k.shape[-1]), dtype=q.dtype)
     dv = np.zeros((*batch, num_kv_heads, num_keys, v.shape[-1]), dtype=q.dtype)
-    finite_keys = _finite_tiles((k4, v4), num_keys, block_size)
+    block_rows, block_keys = block_size
+    finite_keys = _finite_tiles((k4, v4), num_keys, block_keys)
 
-    for rows in _tiles(num_queries, block_size):
+    for rows in _tiles(num_queries, block_rows):
         q_rows = split_groups(q4[..., rows, :] * scale, num_kv_heads)
         dout_rows = dout4[..., rows, :]
         dout_groups = split_groups(dout_rows, num_kv_heads)
         delta = np.sum(dout_rows * out4[..., rows, :], axis=-1, keepdims=True)  # D_i = rowsum(dO_i * O_i)
         finite_rows = bool(np.isfinite(q_rows).all() and np.isfinite(dout_rows).all() and np.isfinite(delta).all())
-        max_rows, log_sum_rows = row_max[..., rows, None], log_row_sum[..., rows, None]
+        max_rows = row_max[..., rows, None]
+        inv_sum_rows = np.exp(-log_row_sum[..., rows, None])  # 1 / l: 0 for a fully masked row
+        dout_over_sum = split_groups(dout_rows * inv_sum_rows, num_kv_heads)
+        q_over_sum = q_rows * split_groups(inv_sum_rows, num_kv_heads)  # scale * Q_i / l_i
         dq_rows = np.zeros((*batch, num_heads, rows.stop - rows.start, q.shape[-1]), dtype=q.dtype)
-        for cols in _key_tiles(rows, num_keys, block_size, is_causal, finite_rows, finite_keys):
+        for cols in _key_tiles(rows, num_keys, block_keys, is_causal, finite_rows, finite_keys):
             scores = _tile_scores(q_rows, k4, _tile_mask(attn_mask, is_causal, rows, cols), num_heads, cols)
-            # P = exp((S - m) - log l), in place; S - m first, so that huge scores cancel exactly.
-            np.subtract(scores, max_rows, out=scores)
-            probs = np.exp(np.subtract(scores, log_sum_rows, out=scores), out=scores)
+            # E = exp(S - m) = l * P, in place; 1 / l is applied to the (rows, E) factors instead.
+            unnormalised = np.exp(np.subtract(scores, max_rows, out=scores), out=scores)
             factor = _dropout_factor(dropout_seed, dropout_p, scores_shape4, rows, cols, q.dtype)
-            dropped = probs if factor is None else probs * factor
-            dv[..., cols, :] += split_groups(dropped, num_kv_heads).swapaxes(-1, -2) @ dout_groups
+            dropped = unnormalised if factor is None else unnormalised * factor
+            dv[..., cols, :] += split_groups(dropped, num_kv_heads).swapaxes(-1, -2) @ dout_over_sum
             d_dropped = merge_groups(dout_groups @ v4[..., cols, :].swapaxes(-1, -2), num_heads)
             d_probs = d_dropped if factor is None else d_dropped * factor
-            d_scores = split_groups(probs * np.subtract(d_probs, delta, out=d_probs), num_kv_heads)
+            np.subtract(d_probs, delta, out=d_probs)  # l * dS = E * (dP - D) in d_probs' buffer: no new tile
+            d_scores = split_groups(np.multiply(unnormalised, d_probs, out=d_probs), num_kv_heads)
             dq_rows += merge_groups(d_scores @ k4[..., cols, :], num_heads)
-            dk[..., cols, :] += d_scores.swapaxes(-1, -2) @ q_rows  # q_rows carries the scale
-        dq[..., rows, :] = dq_rows * scale
+            dk[..., cols, :] += d_scores.swapaxes(-1, -2) @ q_over_sum
+        dq[..., rows, :] = dq_rows * (scale * inv_sum_rows)
 
     return unbroadcast(dq, q.shape), unbroadcast(dk, k.shape), unbroadcast(dv, v.shape)
