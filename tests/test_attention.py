@@ -156,8 +156,9 @@ def test_dout_of_wrong_shape_or_dtype_is_rejected(rng):
         attention_backward(np.zeros((2, 3, 4), np.float32), cache)
 
 
-def test_integer_inputs_are_converted_to_float64():
+def test_integer_inputs_are_converted_to_float64(rng):
     x = np.array([[1, 0, 1, 0], [0, 1, 0, 1], [1, 1, 0, 0]])
     out, cache = attention_forward(x, x, x)
-    dq, dk, dv = attention_backward(np.ones_like(out) * np.arange(4), cache)
-    assert out.dtype == dq.dtype == np.float64
+    dq, dk, dv = attention_backward(random_like(rng, out.shape), cache)
+    assert out.dtype == dq.dtype == dk.dtype == dv.dtype == np.float64
+    np.testing.assert_array_equal(out, attention_forward(*(x.astype(np.float64),) * 3)[0])
