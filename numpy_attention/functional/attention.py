@@ -77,7 +77,7 @@ def merge_groups(x: np.ndarray, num_heads: int) -> np.ndarray:
     return x.reshape(*batch, num_heads, group_rows * num_kv_heads // num_heads, cols)
 
 
-def _with_head_axis(x: np.ndarray) -> np.ndarray:
+def with_head_axis(x: np.ndarray) -> np.ndarray:
     """Unbatched (L, E) input is one head: view it as (1, L, E)."""
     return x[None] if x.ndim == 2 else x
 
@@ -123,12 +123,15 @@ def attention_scores_shape(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> tuple
 
 
 def check_attention_options(
-    attn_mask: Any, dropout_p: Any, is_causal: Any, scale: Any, scores_shape: tuple, dtype: np.dtype
-) -> tuple[np.ndarray | None, float, bool, float | None]:
-    """Validate the options shared by the naive and the tiled attention."""
+    attn_mask: Any, dropout_p: Any, is_causal: Any, scale: Any, scores_shape: tuple, dtype: np.dtype, embed_dim: int
+) -> tuple[np.ndarray | None, float, bool, float]:
+    """Validate the options shared by the naive and the tiled attention; ``scale`` defaults to 1/sqrt(E)."""
     is_causal = check_bool(is_causal, "is_causal")
     dropout_p = check_probability(dropout_p, "dropout_p")
     scale = check_real(scale, "scale", allow_none=True)
+    if scale is None:
+        # With E = 0 every score is an empty sum, 0 whatever the scale (torch: uniform weights).
+        scale = 1.0 / math.sqrt(embed_dim) if embed_dim else 1.0
     if attn_mask is not None:
         if is_causal:
             raise ValueError(
@@ -139,9 +142,12 @@ def check_attention_options(
     return attn_mask, dropout_p, is_causal, scale
 
 
-def causal_mask(num_queries: int, num_keys: int) -> np.ndarray:
-    """Top-left causal mask (L, S): query i may attend to keys j <= i, as torch's ``is_causal``."""
-    return np.tri(num_queries, num_keys, dtype=bool)
+def causal_mask(num_queries: int, num_keys: int, offset: int = 0) -> np.ndarray:
+    """Top-left causal mask (L, S): query i may attend to keys j <= i + offset, as torch's ``is_causal``.
+
+    ``offset`` is the first query's position minus the first key's, for a tile of a larger mask.
+    """
+    return np.tri(num_queries, num_keys, offset, dtype=bool)
 
 
 def apply_mask(scores: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -225,14 +231,11 @@ def attention_forward(
     q, k, v = check_qkv(q, k, v)
     scores_shape = attention_scores_shape(q, k, v)
     attn_mask, dropout_p, is_causal, scale = check_attention_options(
-        attn_mask, dropout_p, is_causal, scale, scores_shape, q.dtype
+        attn_mask, dropout_p, is_causal, scale, scores_shape, q.dtype, q.shape[-1]
     )
-    if scale is None:
-        # With E = 0 every score is an empty sum, 0 whatever the scale (torch: uniform weights).
-        scale = 1.0 / math.sqrt(q.shape[-1]) if q.shape[-1] else 1.0
     if is_causal:
         attn_mask = causal_mask(q.shape[-2], k.shape[-2])
-    q4, k4, v4 = _with_head_axis(q), _with_head_axis(k), _with_head_axis(v)
+    q4, k4, v4 = with_head_axis(q), with_head_axis(k), with_head_axis(v)
     batch = np.broadcast_shapes(q4.shape[:-3], k4.shape[:-3], v4.shape[:-3])
     num_heads, num_kv_heads, num_keys = q4.shape[-3], k4.shape[-3], k4.shape[-2]
     # Skipping the masked keys changes nothing for finite inputs; a NaN or inf there reaches every
@@ -251,7 +254,7 @@ def attention_forward(
     k5, v5 = (np.broadcast_to(x, (*batch, *x.shape[-3:]))[..., None, :, :] for x in (k4, v4))
     weights5, out5 = by_group(weights, num_kv_heads), by_group(out, num_kv_heads)
     mask5 = None if mask is None else by_group(np.broadcast_to(mask, weights.shape), num_kv_heads)
-    keep5 = None if dropout_mask is None else by_group(_with_head_axis(dropout_mask), num_kv_heads)
+    keep5 = None if dropout_mask is None else by_group(with_head_axis(dropout_mask), num_kv_heads)
     tiles = query_tiles(q4.shape[-2], num_keys, q.itemsize, causal_tiles)
     chunks = attention_chunks(batch, weights5.shape[-4:-2], tiles, num_keys, q.itemsize)
 
@@ -322,13 +325,13 @@ def attention_backward(
     check_cache(cache, AttentionCache, "attention_forward")
     q, k, v, weights, dropout_mask, dropout_p, scale, out, causal_tiles = cache
     dout = check_dout(dout, attention_output_shape(cache), q.dtype)
-    q4, k4, v4 = _with_head_axis(q), _with_head_axis(k), _with_head_axis(v)
-    weights4, out4, dout4 = _with_head_axis(weights), _with_head_axis(out), _with_head_axis(dout)
+    q4, k4, v4 = with_head_axis(q), with_head_axis(k), with_head_axis(v)
+    weights4, out4, dout4 = with_head_axis(weights), with_head_axis(out), with_head_axis(dout)
     batch, num_kv_heads, num_keys = weights4.shape[:-3], k4.shape[-3], k4.shape[-2]
     q5 = by_group(np.broadcast_to(q4, (*batch, *q4.shape[-3:])), num_kv_heads)
     k5, v5 = (np.broadcast_to(x, (*batch, *x.shape[-3:]))[..., None, :, :] for x in (k4, v4))
     weights5, dout5 = by_group(weights4, num_kv_heads), by_group(dout4, num_kv_heads)
-    keep5 = None if dropout_mask is None else by_group(_with_head_axis(dropout_mask), num_kv_heads)
+    keep5 = None if dropout_mask is None else by_group(with_head_axis(dropout_mask), num_kv_heads)
     # rowsum(dP * P) of the softmax backward, as rowsum(dO * O): (..., Hkv, G, L, 1).
     out_dot5 = by_group(np.einsum("...e,...e->...", dout4, out4)[..., None], num_kv_heads)
     dq = np.empty((*batch, *q4.shape[-3:]), q.dtype)

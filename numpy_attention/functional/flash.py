@@ -28,14 +28,15 @@ import numpy as np
 
 from .._validation import as_generator, check_cache, check_dout, check_positive_int, unbroadcast
 from .attention import (
-    _with_head_axis,
     apply_mask,
     attention_scores_shape,
+    causal_mask,
     check_attention_options,
     check_qkv,
     dropout_scale,
     merge_groups,
     split_groups,
+    with_head_axis,
 )
 
 # The cache a tile should fit in: 2 MiB, a per-core L2 on current x86 and ARM
@@ -150,7 +151,7 @@ def _tile_mask(
         if cols.stop <= rows.start + 1:  # wholly on or below the diagonal: nothing to mask
             return None
         # Query rows.start + a sees key cols.start + b iff b <= a + (rows.start - cols.start).
-        return np.tri(rows.stop - rows.start, cols.stop - cols.start, rows.start - cols.start, dtype=bool)
+        return causal_mask(rows.stop - rows.start, cols.stop - cols.start, rows.start - cols.start)
     if attn_mask is None:
         return None
     mask = attn_mask.reshape((1,) * (2 - attn_mask.ndim) + attn_mask.shape)
@@ -263,21 +264,18 @@ def flash_attention_forward(
     q, k, v = check_qkv(q, k, v)
     scores_shape = attention_scores_shape(q, k, v)
     attn_mask, dropout_p, is_causal, scale = check_attention_options(
-        attn_mask, dropout_p, is_causal, scale, scores_shape, q.dtype
+        attn_mask, dropout_p, is_causal, scale, scores_shape, q.dtype, q.shape[-1]
     )
     block_size = _block_shape(block_size, q.dtype, q.shape[-1])
     block_rows, block_keys = block_size
-    if scale is None:
-        # With E = 0 every score is an empty sum, 0 whatever the scale (as in attention_forward).
-        scale = 1.0 / math.sqrt(q.shape[-1]) if q.shape[-1] else 1.0
     dropout_seed = _draw_dropout_seed(dropout_p, rng)
 
     scores_shape4 = scores_shape if q.ndim > 2 else (1, *scores_shape)
     *heads, num_queries, num_keys = scores_shape4
     # q takes the full batch (a view), so every scores tile has the full (..., Hq) shape even
     # when only v or the mask carries a batch axis; the tiles can then be updated in place.
-    q4 = np.broadcast_to(_with_head_axis(q), (*heads, *q.shape[-2:]))
-    k4, v4 = _with_head_axis(k), _with_head_axis(v)
+    q4 = np.broadcast_to(with_head_axis(q), (*heads, *q.shape[-2:]))
+    k4, v4 = with_head_axis(k), with_head_axis(v)
     num_heads, num_kv_heads = q4.shape[-3], k4.shape[-3]
     out = np.zeros((*heads, num_queries, v.shape[-1]), dtype=q.dtype)
     final_max = np.empty((*heads, num_queries), dtype=q.dtype)
@@ -345,10 +343,10 @@ def flash_attention_backward(
     check_cache(cache, FlashAttentionCache, "flash_attention_forward")
     q, k, v, attn_mask, out, row_max, log_row_sum, dropout_seed, dropout_p, is_causal, scale, block_size = cache
     dout = check_dout(dout, out.shape, q.dtype)
-    out4, dout4 = _with_head_axis(out), _with_head_axis(dout)
+    out4, dout4 = with_head_axis(out), with_head_axis(dout)
     *heads, num_queries, _ = out4.shape
-    q4 = np.broadcast_to(_with_head_axis(q), (*heads, *q.shape[-2:]))
-    k4, v4 = _with_head_axis(k), _with_head_axis(v)
+    q4 = np.broadcast_to(with_head_axis(q), (*heads, *q.shape[-2:]))
+    k4, v4 = with_head_axis(k), with_head_axis(v)
     num_heads, num_kv_heads = q4.shape[-3], k4.shape[-3]
     num_keys = k4.shape[-2]
     scores_shape4 = (*heads, num_queries, num_keys)
