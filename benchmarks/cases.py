@@ -143,13 +143,9 @@ def multihead_case(torch, size: dict) -> Case:
     tokens, head_dim = b * n, d // h
     flops = 24.0 * tokens * d * d + attention_flops(b * h, n, n, head_dim, backward=True, causal=False)
     case = Case("MultiHeadAttention fwd+bwd float32", "float32", f"batch={b} seq={n} embed={d} heads={h}", {}, {}, [])
-    module_class = getattr(numpy_attention, "MultiHeadAttention", None)
-    if module_class is None:
-        case.notes.append("skipped: numpy_attention.MultiHeadAttention is not available in this version")
-        return case
     rng = np.random.default_rng(0)
     x, dout = _random(rng, (b, n, d), "float32"), _random(rng, (b, n, d), "float32")
-    ours = module_class(d, h, dtype=np.float32, rng=np.random.default_rng(1))
+    ours = numpy_attention.MultiHeadAttention(d, h, dtype=np.float32, rng=np.random.default_rng(1))
 
     def numpy_step():
         ours(x, need_weights=False)
@@ -180,11 +176,8 @@ def long_sequence_case(torch, size: dict) -> Case:
         "long sequence fwd+bwd float32", "float32", shape,
         {}, {"numpy_attention naive": numpy_attention_step(q, k, v, dout)}, [],
     )
-    if hasattr(F, "flash_attention_forward"):
-        case.candidates["numpy_attention flash"] = numpy_attention_step(q, k, v, dout, impl="flash")
-        case.comparisons.append(Comparison("numpy_attention flash", "numpy_attention naive"))
-    else:
-        case.notes.append("flash: skipped, numpy_attention.functional.flash_attention_forward is not available")
+    case.candidates["numpy_attention flash"] = numpy_attention_step(q, k, v, dout, impl="flash")
+    case.comparisons.append(Comparison("numpy_attention flash", "numpy_attention naive"))
     if torch is not None:
         case.candidates["torch sdpa"] = torch_attention_step(torch, q, k, v, dout)
         case.comparisons[:0] = [Comparison(name, "torch sdpa") for name in case.candidates if name.startswith("numpy")]

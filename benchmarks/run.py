@@ -7,11 +7,15 @@ import json
 import platform
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 from .cases import Case, build_cases
 from .timing import alternate, blas_info, load_average, matmul_peak, median_ratio
+
+# Beside the other git-ignored outputs, not in whatever folder the command runs from.
+DEFAULT_PLOT = Path(__file__).resolve().parent / "results" / "benchmark_ratios.png"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -21,7 +25,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one round: checks the harness runs")
     parser.add_argument("--json", metavar="PATH", help="write every measured number to PATH")
-    parser.add_argument("--plot", metavar="PATH", default="benchmark_ratios.png", help="PNG of the ratios")
+    parser.add_argument("--plot", metavar="PATH", default=str(DEFAULT_PLOT), help="PNG of the ratios")
     parser.add_argument("--markdown", metavar="PATH", help="write the table as Markdown (as in benchmarks/README.md)")
     parser.add_argument("--cases", nargs="*", metavar="WORD", help="run only cases whose name contains WORD")
     parser.add_argument("--rounds", type=int, help="rounds of alternating blocks (default 5, quick 1)")
@@ -149,6 +153,7 @@ def plot_ratios(results: list[dict], path: str, machine: dict) -> str | None:
         fontsize=9,
     )
     fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
