@@ -281,7 +281,6 @@ def test_impl_runs_when_weights_are_not_needed(rng, monkeypatch):
     np.testing.assert_array_equal(out, naive(x)[0])
 
 
-@pytest.mark.skipif("flash" not in ATTENTION_IMPLS, reason="the flash implementation is not registered")
 def test_flash_impl_equals_naive(rng):
     flash = MultiHeadAttention(8, 4, num_kv_heads=2, add_bias_kv=True, impl="flash", rng=0)
     naive = MultiHeadAttention(8, 4, num_kv_heads=2, add_bias_kv=True, rng=0)
