@@ -100,8 +100,8 @@ class Embedding(Module):
 # tiled one (linear memory, no weights returned).
 ATTENTION_IMPLS: dict[str, tuple[Callable, Callable]] = {
     "naive": (F.attention_forward, F.attention_backward),
+    "flash": (F.flash_attention_forward, F.flash_attention_backward),
 }
-ATTENTION_IMPLS["flash"] = (F.flash_attention_forward, F.flash_attention_backward)
 
 
 class ScaledDotProductAttention(Module):

@@ -97,8 +97,8 @@ class MultiHeadAttention(Module):
         1 multi-query attention. ``k_proj`` and ``v_proj`` then output
         ``num_kv_heads * head_dim`` features.
     impl : str
-        A key of ``numpy_attention.layers.ATTENTION_IMPLS`` ("naive", or "flash" once
-        registered). It runs when ``need_weights=False``. ``need_weights=True`` needs the
+        A key of ``numpy_attention.layers.ATTENTION_IMPLS``: "naive" or "flash" (tiled,
+        linear memory). It runs when ``need_weights=False``. ``need_weights=True`` needs the
         L x S weights, so that call runs the naive pair, which returns them, as torch
         does (its fused kernels only run with ``need_weights=False``).
     dtype : np.float32 or np.float64
