@@ -14,7 +14,7 @@ from attention_cases import CASES
 from conftest import random_like, rel_error
 
 from numpy_attention.functional import attention, attention_backward, attention_forward, tiles
-from numpy_attention.functional.softmax import softmax
+from numpy_attention.functional.softmax import softmax_rows
 
 
 def forward_backward(case):
@@ -100,9 +100,9 @@ def test_parallel_heads_cap_blas_at_one_thread_and_restore_it(monkeypatch):
 
     def recording_softmax(*args, **kwargs):
         seen.append(max(blas_threads()))
-        return softmax(*args, **kwargs)
+        return softmax_rows(*args, **kwargs)
 
-    monkeypatch.setattr(attention, "softmax", recording_softmax)
+    monkeypatch.setattr(attention, "softmax_rows", recording_softmax)
     rng = np.random.default_rng(0)
     q, k, v = (random_like(rng, (4, 256, 8)) for _ in range(3))  # 4 heads of 2^16 scores
     assert q.shape[0] * 256 * 256 >= tiles.PARALLEL_MIN_SCORES
@@ -111,10 +111,54 @@ def test_parallel_heads_cap_blas_at_one_thread_and_restore_it(monkeypatch):
     assert blas_threads() == before
 
 
-def test_causal_tiles_skip_masked_keys_only_for_finite_inputs(rng):
+def test_causal_tiles_skip_masked_keys_only_for_heads_with_finite_inputs(rng):
     q, k, v = (random_like(rng, (2, 8, 4)) for _ in range(3))
-    assert attention_forward(q, k, v, is_causal=True)[1].causal_tiles
-    assert not attention_forward(q, k, v)[1].causal_tiles
+    assert attention_forward(q, k, v, is_causal=True)[1].causal_heads.tolist() == [True, True]
+    assert attention_forward(q, k, v)[1].causal_heads.tolist() == [False, False]
     k[0, 7, 1] = np.nan  # torch adds the mask to the scores: the NaN reaches every query of head 0
     out, cache = attention_forward(q, k, v, is_causal=True)
-    assert not cache.causal_tiles and np.isnan(out[0]).all() and np.isfinite(out[1]).all()
+    assert cache.causal_heads.tolist() == [False, True]
+    assert np.isnan(out[0]).all() and np.isfinite(out[1]).all()
+    dq, dk, dv = attention_backward(random_like(rng, out.shape), cache)
+    assert np.isnan(dq[0]).all() and np.isfinite(dq[1]).all() and np.isfinite(dk[1]).all()
+
+
+def test_scores_bound_bounds_every_score_and_is_not_finite_for_non_finite_inputs(rng):
+    q, k = random_like(rng, (2, 3, 7, 5)) * 4, random_like(rng, (2, 3, 9, 5))
+    scores = q @ k.swapaxes(-1, -2)
+    bound = attention.scores_bound(q, k)
+    assert np.abs(scores).max() <= bound <= 2 * np.abs(scores).max() * np.sqrt(5)
+    k[1, 2, 3, 4] = np.inf
+    assert not np.isfinite(attention.scores_bound(q, k))
+    k[1, 2, 3, 4] = np.nan
+    assert np.isnan(attention.scores_bound(q, k))
+
+
+@pytest.mark.parametrize("magnitude, mask_kind, shifted", [
+    (1.0, None, False), (1.0, "bool", False), (1.0, "causal", False), (1.0, "float", True), (30.0, None, True),
+])
+def test_the_softmax_skips_its_shift_only_when_the_scores_are_bounded(rng, monkeypatch, magnitude, mask_kind, shifted):
+    q, k, v = (random_like(rng, (2, 8, 6)) * magnitude for _ in range(3))
+    options = {"causal": {"is_causal": True}, "bool": {"attn_mask": rng.random((8, 8)) > 0.3},
+               "float": {"attn_mask": random_like(rng, (8, 8))}, None: {}}[mask_kind]
+    seen = []
+
+    def recording(scores, shift=True):
+        seen.append(shift)
+        return softmax_rows(scores, shift=shift)
+
+    monkeypatch.setattr(attention, "softmax_rows", recording)
+    out, cache = attention_forward(q, k, v, **options)
+    assert set(seen) == {shifted}
+    # Either way, the same numbers as the textbook softmax of the masked scores.
+    scores = q @ k.swapaxes(-1, -2) / np.sqrt(6)
+    if mask_kind == "causal":
+        scores = np.where(np.tri(8, dtype=bool), scores, -np.inf)
+    elif mask_kind == "bool":
+        scores = np.where(options["attn_mask"], scores, -np.inf)
+    elif mask_kind == "float":
+        scores = scores + options["attn_mask"]
+    weights = np.exp(scores - scores.max(-1, keepdims=True))
+    weights /= weights.sum(-1, keepdims=True)
+    assert rel_error(cache.weights, weights) < 1e-13
+    assert rel_error(out, weights @ v) < 1e-13

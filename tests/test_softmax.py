@@ -4,6 +4,7 @@ from conftest import random_like, rel_error, require_torch
 
 from gradcheck import numerical_gradients
 from numpy_attention.functional import softmax_backward, softmax_forward
+from numpy_attention.functional.softmax import EXP_SAFE_BOUND, softmax_rows
 
 
 @pytest.mark.parametrize("shape, axis", [((5,), -1), ((3, 4), -1), ((3, 4), 0), ((2, 3, 5), 1)])
@@ -54,3 +55,25 @@ def test_softmax_rejects_bad_input():
     _, cache = softmax_forward(np.zeros((2, 3)))
     with pytest.raises(ValueError, match=r"dout.*\(2, 3\)"):
         softmax_backward(np.zeros((3, 2)), cache)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_rows_without_the_shift_equals_the_shifted_softmax_within_the_safe_bound(rng, dtype):
+    bound = EXP_SAFE_BOUND[np.dtype(dtype)]
+    x = rng.uniform(-bound, bound, (5, 3, 40)).astype(dtype)
+    x[..., :2] = [-bound, bound]  # both ends of the range in every row
+    x[0, 0, 5:] = -np.inf  # a masked tail
+    x[1, 2] = -np.inf  # a fully masked row
+    shifted, unshifted = softmax_rows(x.copy()), softmax_rows(x.copy(), shift=False)
+    assert np.isfinite(unshifted).all() and (unshifted[1, 2] == 0).all() and (unshifted[0, 0, 5:] == 0).all()
+    tolerance = 1e-5 if dtype == np.float32 else 1e-13
+    assert rel_error(unshifted, shifted) < tolerance
+    np.testing.assert_allclose(unshifted.sum(-1)[unshifted.sum(-1) > 0], 1.0, rtol=tolerance)
+
+
+def test_softmax_rows_runs_in_place_and_keeps_nan_rows_nan(rng):
+    x = random_like(rng, (3, 6))
+    x[1, 2] = np.nan
+    y = softmax_rows(x)
+    assert y is x and np.isnan(y[1]).all() and np.isfinite(y[[0, 2]]).all()
+    assert softmax_rows(np.empty((4, 0))).shape == (4, 0)
