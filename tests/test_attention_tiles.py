@@ -162,3 +162,18 @@ def test_the_softmax_skips_its_shift_only_when_the_scores_are_bounded(rng, monke
     weights /= weights.sum(-1, keepdims=True)
     assert rel_error(cache.weights, weights) < 1e-13
     assert rel_error(out, weights @ v) < 1e-13
+
+
+@pytest.mark.parametrize(
+    "shape_a, shape_b", [((9, 4), (4, 5)), ((3, 40), (40, 6)), ((1, 1), (1, 1)), ((0, 3), (3, 2)), ((4, 0), (0, 3))]
+)
+def test_matmul_split_between_cores_equals_the_plain_product(rng, monkeypatch, shape_a, shape_b):
+    # Forced onto two threads even for these tiny products, with or without threadpoolctl.
+    monkeypatch.setattr(tiles, "PARALLEL_MIN_PRODUCT", 0)
+    monkeypatch.setattr(tiles, "MAX_WORKERS", 2)
+    monkeypatch.setattr(tiles, "one_thread_blas", lambda: (2, contextlib.nullcontext()))
+    a, b = random_like(rng, shape_a), random_like(rng, shape_b)
+    for left in (a, np.asfortranarray(a)):  # rows split (9 > 4) or inner split (40 > 3); any layout
+        product = tiles.matmul(left, b)
+        assert product.shape == (shape_a[0], shape_b[1])
+        assert rel_error(product, a @ b) < 1e-14

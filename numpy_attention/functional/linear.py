@@ -5,11 +5,13 @@ See docs/derivations.md, section "Linear layer".
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
 
 from .._validation import as_float_array, check_cache, check_dout, same_dtype
+from .tiles import matmul
 
 
 class LinearCache(NamedTuple):
@@ -53,7 +55,8 @@ def linear_forward(
         )
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"bias must have shape ({weight.shape[0]},); got {bias.shape}")
-    out = x @ weight.T
+    rows = math.prod(x.shape[:-1])  # not reshape(-1, ...): that fails when a feature size is 0
+    out = matmul(x.reshape(rows, weight.shape[1]), weight.T).reshape(*x.shape[:-1], weight.shape[0])
     if bias is not None:
         out += bias
     return out, LinearCache(x=x, weight=weight, has_bias=bias is not None)
@@ -75,9 +78,9 @@ def linear_backward(
     check_cache(cache, LinearCache, "linear_forward")
     x, weight = cache.x, cache.weight
     dout = check_dout(dout, x.shape[:-1] + (weight.shape[0],), x.dtype)
-    dx = dout @ weight
-    rows = int(np.prod(x.shape[:-1]))  # not reshape(-1, ...): that fails when a feature size is 0
+    rows = math.prod(x.shape[:-1])  # not reshape(-1, ...): that fails when a feature size is 0
     rows_out = dout.reshape(rows, weight.shape[0])
-    dweight = rows_out.T @ x.reshape(rows, weight.shape[1])
+    dx = matmul(rows_out, weight).reshape(x.shape)
+    dweight = matmul(rows_out.T, x.reshape(rows, weight.shape[1]))
     dbias = rows_out.sum(axis=0) if cache.has_bias else None
     return dx, dweight, dbias

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
@@ -56,6 +57,10 @@ PARALLEL_MIN_SCORES = 1 << 18  # smaller calls are too short to pay for starting
 _parallel_lock = threading.Lock()
 
 
+# Cores to plan blocks of a product for (the actual threads: BLAS's own thread count, see one_thread_blas).
+MAX_WORKERS = os.cpu_count() or 1
+
+
 @functools.cache
 def _blas_controller() -> Any:
     try:
@@ -75,14 +80,19 @@ def one_thread_blas() -> tuple[int, Any]:
 
 
 def for_each_chunk(task: Callable[[tuple], None], chunks: list[tuple], num_scores: int) -> None:
-    """Run ``task(chunk)`` for every chunk of heads: on as many cores as BLAS has threads, when worthwhile.
+    """Run ``task(chunk)`` for every chunk of heads: on as many cores as BLAS has threads, when worthwhile."""
+    run_chunks(task, chunks, num_scores >= PARALLEL_MIN_SCORES)
 
-    Each task writes only its own heads' slices of the outputs, so the tasks
-    need no locks and the result does not depend on how they are scheduled.
-    The lock keeps two concurrent callers from both capping BLAS (and
-    restoring it in the wrong order): the second one runs its heads in turn.
+
+def run_chunks(task: Callable[[Any], None], chunks: list, parallel: bool) -> None:
+    """Run ``task(chunk)`` for every chunk, on a one-thread BLAS per core when ``parallel``.
+
+    Each task writes only its own slices of the outputs, so the tasks need no
+    locks and the result does not depend on how they are scheduled. The lock
+    keeps two concurrent callers from both capping BLAS (and restoring it in
+    the wrong order): the second one runs its chunks in turn.
     """
-    workers, cap = one_thread_blas() if num_scores >= PARALLEL_MIN_SCORES and len(chunks) > 1 else (1, None)
+    workers, cap = one_thread_blas() if parallel and len(chunks) > 1 else (1, None)
     if cap is None or not _parallel_lock.acquire(blocking=False):
         for chunk in chunks:
             task(chunk)
@@ -92,6 +102,36 @@ def for_each_chunk(task: Callable[[tuple], None], chunks: list[tuple], num_score
             list(pool.map(task, chunks))  # list() re-raises a task's exception here
     finally:
         _parallel_lock.release()
+
+
+# Products of at least this many multiply-adds share their rows between the cores.
+PARALLEL_MIN_PRODUCT = 1 << 22
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for 2-D arrays, a block of the work on every core, each with a one-thread BLAS.
+
+    BLAS would split a large product over its own threads, but those spin for a
+    while after each call (OpenBLAS: about 0.1 s), in the time the attention runs
+    its heads on threads of its own (one-thread BLAS each): both then compete for
+    the same cores. Splitting the product here keeps all the work on one set of
+    threads. The rows of the result are split; or, when the inner dimension is the
+    longest (the weight gradient dY^T X sums over every batch row), the inner
+    dimension, each core summing its share before the shares are added.
+    """
+    rows, inner = a.shape
+    cols = b.shape[1]
+    parallel = rows * inner * cols >= PARALLEL_MIN_PRODUCT
+    split = inner if inner > rows else rows
+    step = max(1, -(-split // MAX_WORKERS))
+    blocks = [slice(start, min(start + step, split)) for start in range(0, split, step)]
+    if inner > rows and len(blocks) > 1:
+        shares = np.empty((len(blocks), rows, cols), dtype=np.result_type(a, b))
+        run_chunks(lambda i: np.matmul(a[:, blocks[i]], b[blocks[i]], out=shares[i]), range(len(blocks)), parallel)
+        return shares.sum(axis=0)
+    out = np.empty((rows, cols), dtype=np.result_type(a, b))
+    run_chunks(lambda block: np.matmul(a[block], b, out=out[block]), blocks, parallel)
+    return out
 
 
 def attention_chunks(batch: tuple, heads: tuple, tiles: list, num_keys: int, itemsize: int) -> list[tuple]:
