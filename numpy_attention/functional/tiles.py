@@ -1,9 +1,10 @@
-"""How the attention's work is cut and run: tiles of query rows, chunks of heads, cores.
+"""How the work is cut and run: tiles of query rows, chunks of heads, blocks of products, cores.
 
-The math is in :mod:`attention`; this module only decides which slices of it run
-together and where. A tile is a few heads' rows of scores that stay in a core's
-cache through all the passes over them; chunks of heads are the units that run
-on the cores, each writing only its own slices of the outputs.
+The math is in :mod:`attention` and :mod:`linear`; this module only decides which
+slices of it run together and where. A tile is a few heads' rows of scores that
+stay in a core's cache through all the passes over them; chunks of heads, and
+blocks of a large product (:func:`matmul`), are the units that run on the cores,
+each writing only its own slices of the outputs.
 """
 
 from __future__ import annotations
