@@ -375,3 +375,16 @@ def test_long_sequence_example_checks_flash_and_draws_the_figure(tmp_path):
     assert difference < 1e-12
     assert "| 512 |" in stdout
     assert_png(tmp_path / "long_sequence.png")
+
+
+@pytest.mark.parametrize("magnitude", [1.0, 30.0])  # scores within EXP_SAFE_BOUND, and far beyond it
+@pytest.mark.parametrize("options", [{}, {"is_causal": True}], ids=["full", "causal"])
+def test_the_running_maximum_is_skipped_only_for_bounded_scores(rng, magnitude, options):
+    q, k, v = (random_like(rng, (2, 3, 13, 6)) * magnitude for _ in range(3))
+    out, cache = flash_attention_forward(q, k, v, **options, block_size=(4, 3))
+    expected, naive_cache = attention_forward(q, k, v, **options)
+    assert bool(cache.row_max.any()) == (magnitude > 1)  # m stays 0 for bounded scores
+    assert rel_error(out, expected) < 1e-12
+    dout = random_like(rng, out.shape)
+    for grad, reference in zip(flash_attention_backward(dout, cache), attention_backward(dout, naive_cache)):
+        assert rel_error(grad, reference) < 1e-12

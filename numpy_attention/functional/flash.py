@@ -11,7 +11,9 @@ a row tile ``i`` and the key tiles ``j`` arriving one after another::
     acc  = acc * exp(m_old - m) + (exp(S_ij - m) * Z_ij) V_j
     O_i  = acc / l                                          after the last key tile
 
-(``Z`` is the dropout keep-mask scaled by 1 / (1 - p).) The forward keeps only
+(``Z`` is the dropout keep-mask scaled by 1 / (1 - p).) When Cauchy-Schwarz bounds
+every score within ``EXP_SAFE_BOUND`` (as in the naive pair), ``m`` stays 0 and
+nothing is rescaled. The forward keeps only
 ``O`` and each row's log-sum-exp ``lse_i = m + log(l)``, as its two terms; the
 backward recomputes each tile's probabilities as ``exp(S_ij - m) * exp(-log(l))``.
 See docs/derivations.md, section "Tiled attention: online softmax forward and
@@ -35,9 +37,11 @@ from .attention import (
     check_qkv,
     dropout_scale,
     merge_groups,
+    scores_bound,
     split_groups,
     with_head_axis,
 )
+from .softmax import EXP_SAFE_BOUND
 
 # The cache a tile should fit in: 2 MiB, a per-core L2 on current x86 and ARM
 # laptops (1.25-2 MiB; this machine has 2 MiB per core).
@@ -281,25 +285,35 @@ def flash_attention_forward(
     final_max = np.empty((*heads, num_queries), dtype=q.dtype)
     log_row_sum = np.empty((*heads, num_queries), dtype=q.dtype)
     finite_keys = _finite_tiles((k4, v4), num_keys, block_keys)
+    # Scores within EXP_SAFE_BOUND (masks of 0 and -inf keep them there) need no running
+    # maximum: m stays 0, nothing is rescaled, and each tile saves a max and a subtraction.
+    bounded = (attn_mask is None or attn_mask.dtype == np.bool_) and (
+        abs(scale) * scores_bound(q4, k4) <= EXP_SAFE_BOUND[q.dtype]
+    )
+    ones = np.ones((block_keys, 1), dtype=q.dtype)  # row sums as a matrix-vector product (BLAS)
 
     for rows in _tiles(num_queries, block_rows):
         q_rows = split_groups(q4[..., rows, :] * scale, num_kv_heads)
         finite_rows = bool(np.isfinite(q_rows).all())
-        row_max = np.full((*heads, rows.stop - rows.start, 1), -np.inf, dtype=q.dtype)
+        row_max = np.full((*heads, rows.stop - rows.start, 1), 0.0 if bounded else -np.inf, dtype=q.dtype)
         row_sum = np.zeros_like(row_max)
         acc = np.zeros((*heads, rows.stop - rows.start, v.shape[-1]), dtype=q.dtype)
         for cols in _key_tiles(rows, num_keys, block_keys, is_causal, finite_rows, finite_keys):
             scores = _tile_scores(q_rows, k4, _tile_mask(attn_mask, is_causal, rows, cols), num_heads, cols)
-            new_max = np.maximum(row_max, scores.max(axis=-1, keepdims=True))
-            # A row that has seen only masked keys so far has max -inf; shift it by 0 (exp(-inf) = 0).
-            shift = np.where(np.isneginf(new_max), 0.0, new_max).astype(q.dtype, copy=False)
-            correction = np.exp(row_max - shift)
-            probs = np.exp(np.subtract(scores, shift, out=scores), out=scores)  # in place: one tile-sized buffer
-            row_sum = correction * row_sum + probs.sum(axis=-1, keepdims=True)
+            if bounded:
+                correction = 1.0
+                probs = np.exp(scores, out=scores)
+            else:
+                new_max = np.maximum(row_max, scores.max(axis=-1, keepdims=True))
+                # A row that has seen only masked keys so far has max -inf; shift it by 0 (exp(-inf) = 0).
+                shift = np.where(np.isneginf(new_max), 0.0, new_max).astype(q.dtype, copy=False)
+                correction = np.exp(row_max - shift)
+                probs = np.exp(np.subtract(scores, shift, out=scores), out=scores)  # in place: one tile-sized buffer
+                row_max = new_max
+            row_sum = correction * row_sum + probs @ ones[: cols.stop - cols.start]
             factor = _dropout_factor(dropout_seed, dropout_p, scores_shape4, rows, cols, q.dtype)
             dropped = probs if factor is None else probs * factor
             acc = correction * acc + merge_groups(split_groups(dropped, num_kv_heads) @ v4[..., cols, :], num_heads)
-            row_max = new_max
         seen = row_sum != 0  # False only for a row whose keys are all masked (a NaN row stays NaN)
         np.divide(acc, row_sum, out=out[..., rows, :], where=seen)  # a fully masked row stays 0
         # A fully masked row keeps max 0 and log-sum +inf: the backward's 1 / l is exp(-inf) = 0.
@@ -356,6 +370,7 @@ def flash_attention_backward(
     dv = np.zeros((*batch, num_kv_heads, num_keys, v.shape[-1]), dtype=q.dtype)
     block_rows, block_keys = block_size
     finite_keys = _finite_tiles((k4, v4), num_keys, block_keys)
+    shifted = bool(row_max.any())  # all 0 when the forward's scores were bounded: nothing to subtract
 
     for rows in _tiles(num_queries, block_rows):
         q_rows = split_groups(q4[..., rows, :] * scale, num_kv_heads)
@@ -371,7 +386,9 @@ def flash_attention_backward(
         for cols in _key_tiles(rows, num_keys, block_keys, is_causal, finite_rows, finite_keys):
             scores = _tile_scores(q_rows, k4, _tile_mask(attn_mask, is_causal, rows, cols), num_heads, cols)
             # E = exp(S - m) = l * P, in place; 1 / l is applied to the (rows, E) factors instead.
-            unnormalised = np.exp(np.subtract(scores, max_rows, out=scores), out=scores)
+            if shifted:
+                np.subtract(scores, max_rows, out=scores)
+            unnormalised = np.exp(scores, out=scores)
             factor = _dropout_factor(dropout_seed, dropout_p, scores_shape4, rows, cols, q.dtype)
             dropped = unnormalised if factor is None else unnormalised * factor
             dv[..., cols, :] += split_groups(dropped, num_kv_heads).swapaxes(-1, -2) @ dout_over_sum
