@@ -62,8 +62,8 @@ def default_block_size(dtype: np.dtype, head_dim: int) -> tuple[int, int]:
     division) once for all its key tiles, and the backward's dK_J += dS^T Q_I
     runs over the rows, so more rows make that product longer and its
     read-modify-write of dK_J, dV_J rarer. At L = S = 2048, E = 64, float32
-    (2 cores), 512 x 256 tiles took about 1.2x the naive pair's
-    forward + backward and 256 x 256 about 1.45x; 256 x 512 about 1.3x.
+    (2 cores), 512 x 256 tiles took 0.90x the naive pair's
+    forward + backward, 256 x 256 1.03x and 256 x 512 0.94x.
     Smaller tiles pay the Python loop's fixed cost per tile on less work,
     hence the floor of 32. Heads and batch entries are not counted: the
     matmuls, where the time goes, work on one head at a time, and measured on
