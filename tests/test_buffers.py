@@ -68,3 +68,19 @@ def test_a_zero_budget_turns_the_recycling_off(monkeypatch):
     monkeypatch.setattr(buffers, "MAX_IDLE_BYTES", 0)
     array = buffers.empty(SHAPE, np.float64)
     assert array.shape == SHAPE and array.flags.owndata and not buffers._buffers
+
+
+def test_concurrent_calls_each_get_their_own_memory():
+    from concurrent.futures import ThreadPoolExecutor
+
+    inputs = [[random_like(np.random.default_rng(seed), (4, 256, 8)) for _ in range(3)] for seed in range(6)]
+    causal = [index % 2 == 1 for index in range(6)]
+    expected = [attention_forward(*qkv, is_causal=c)[1].weights.copy() for qkv, c in zip(inputs, causal)]
+
+    def weights_of(index):
+        return index, attention_forward(*inputs[index], is_causal=causal[index])[1].weights
+
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(weights_of, list(range(6)) * 3))  # all 18 held at once: none may share memory
+    for index, weights in results:
+        np.testing.assert_array_equal(weights, expected[index])

@@ -8,8 +8,10 @@ so their memory, already mapped, can be handed out again.
 
 A buffer is free when nothing but this module refers to it: every array made
 from it (the weights, any view or slice of them) holds a reference to it through
-``ndarray.base``, and the caches hold the weights. At most ``MAX_IDLE_BYTES`` of
-free buffers are kept; set it to 0 to turn the recycling off.
+``ndarray.base``, and the caches hold the weights. Each allocation drops the
+oldest free buffers until at most ``MAX_IDLE_BYTES`` would stay idle; set it to 0
+to turn the recycling off. Allocations are serialised by a lock, so threads may
+call the attention concurrently.
 """
 
 from __future__ import annotations
