@@ -177,3 +177,16 @@ def test_matmul_split_between_cores_equals_the_plain_product(rng, monkeypatch, s
         product = tiles.matmul(left, b)
         assert product.shape == (shape_a[0], shape_b[1])
         assert rel_error(product, a @ b) < 1e-14
+
+
+def test_outputs_and_gradients_of_split_heads_merge_back_without_a_copy(rng):
+    from numpy_attention.functional.heads import merge_heads, split_heads
+
+    x = random_like(rng, (2, 5, 12))  # (N, L, H * D): heads are strided views of it
+    q = split_heads(x, 3)
+    out, cache = attention_forward(q, q, q)
+    grads = attention_backward(random_like(rng, out.shape), cache)
+    for array in (out, *grads):
+        assert np.shares_memory(merge_heads(array), array)
+    contiguous_out, _ = attention_forward(np.ascontiguousarray(q), q, q)
+    np.testing.assert_array_equal(out, contiguous_out)

@@ -196,16 +196,6 @@ def additive_mask(attn_mask: np.ndarray | None, dtype: np.dtype) -> np.ndarray |
     return np.where(attn_mask, 0.0, -np.inf).astype(dtype)
 
 
-def like(x: np.ndarray, shape: tuple, allocate: Any) -> np.ndarray:
-    """``allocate(x, shape=shape)`` (``np.empty_like`` or ``np.zeros_like``): an array in ``x``'s memory order.
-
-    Multi-head attention's heads are views of (N, L, H, D) memory; outputs and
-    gradients laid out the same way merge back into (N, L, H*D) without a copy.
-    NumPy keeps the order when the number of dimensions is unchanged.
-    """
-    return allocate(x, shape=shape)
-
-
 def scores_bound(q_scaled: np.ndarray, k: np.ndarray) -> float:
     """An upper bound on every ``|scale * q_i . k_j|``: ``max_i |scale q_i| * max_j |k_j|`` (Cauchy-Schwarz).
 
@@ -260,7 +250,10 @@ def attention_forward(
     batch = np.broadcast_shapes(q4.shape[:-3], k4.shape[:-3], v4.shape[:-3])
     num_heads, num_kv_heads, num_queries, num_keys = q4.shape[-3], k4.shape[-3], q4.shape[-2], k4.shape[-2]
     weights = buffers.empty((*batch, num_heads, num_queries, num_keys), q.dtype)
-    out = like(q4, (*batch, num_heads, num_queries, v4.shape[-1]), np.empty_like)
+    # The output takes q's memory order (NumPy keeps it when the number of dimensions is unchanged):
+    # multi-head attention's heads are views of (N, L, H, D) memory, and an output laid out the
+    # same way merges back into (N, L, H * D) without a copy. The gradients take their inputs' order.
+    out = np.empty_like(q4, shape=(*batch, num_heads, num_queries, v4.shape[-1]))
     saved_out = np.empty_like(out)  # the cache's copy: a caller may modify the returned output in place
     dropout_mask = draw_dropout_mask(scores_shape, dropout_p, rng)
     # Masks of 0 and -inf only (none, boolean, causal) keep every score within the bound of
@@ -373,8 +366,8 @@ def attention_backward(
     k5, v5 = (np.broadcast_to(x, (*batch, *x.shape[-3:]))[..., None, :, :] for x in (k4, v4))
     weights5, out5, dout5 = (by_group(x, num_kv_heads) for x in (weights4, out4, dout4))
     keep5 = None if dropout_mask is None else by_group(with_head_axis(dropout_mask), num_kv_heads)
-    dq = like(q4, (*batch, *q4.shape[-3:]), np.empty_like)
-    dk, dv = like(k4, (*batch, *k4.shape[-3:]), np.zeros_like), like(v4, (*batch, *v4.shape[-3:]), np.zeros_like)
+    dq = np.empty_like(q4, shape=(*batch, *q4.shape[-3:]))  # in the inputs' memory order, as the forward's output
+    dk, dv = np.zeros_like(k4, shape=(*batch, *k4.shape[-3:])), np.zeros_like(v4, shape=(*batch, *v4.shape[-3:]))
     dq5 = by_group(dq, num_kv_heads)
     chunks = attention_chunks(
         batch, weights5.shape[-4:-2], query_tiles(num_queries, num_keys, q.itemsize, bool(causal_heads.any())),
