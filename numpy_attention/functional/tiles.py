@@ -122,16 +122,17 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """
     rows, inner = a.shape
     cols = b.shape[1]
-    parallel = rows * inner * cols >= PARALLEL_MIN_PRODUCT
+    if rows * inner * cols < PARALLEL_MIN_PRODUCT:
+        return a @ b
     split = inner if inner > rows else rows
     step = max(1, -(-split // MAX_WORKERS))
     blocks = [slice(start, min(start + step, split)) for start in range(0, split, step)]
     if inner > rows and len(blocks) > 1:
         shares = np.empty((len(blocks), rows, cols), dtype=np.result_type(a, b))
-        run_chunks(lambda i: np.matmul(a[:, blocks[i]], b[blocks[i]], out=shares[i]), range(len(blocks)), parallel)
+        run_chunks(lambda i: np.matmul(a[:, blocks[i]], b[blocks[i]], out=shares[i]), range(len(blocks)), True)
         return shares.sum(axis=0)
     out = np.empty((rows, cols), dtype=np.result_type(a, b))
-    run_chunks(lambda block: np.matmul(a[block], b, out=out[block]), blocks, parallel)
+    run_chunks(lambda block: np.matmul(a[block], b, out=out[block]), blocks, True)
     return out
 
 
