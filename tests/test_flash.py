@@ -388,3 +388,25 @@ def test_the_running_maximum_is_skipped_only_for_bounded_scores(rng, magnitude, 
     dout = random_like(rng, out.shape)
     for grad, reference in zip(flash_attention_backward(dout, cache), attention_backward(dout, naive_cache)):
         assert rel_error(grad, reference) < 1e-12
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_heads_run_in_parallel_give_the_same_numbers(monkeypatch, case):
+    import contextlib
+
+    from numpy_attention.functional import tiles
+
+    q, k, v, options = case.build(seed=5)
+    out_shape = attention_forward(q, k, v, **options, rng=np.random.default_rng(6))[0].shape
+    dout = random_like(np.random.default_rng(7), out_shape)
+
+    def run():
+        out, cache = flash_attention_forward(q, k, v, **options, rng=np.random.default_rng(6), block_size=(3, 2))
+        return (out, *flash_attention_backward(dout, cache))
+
+    in_turn = run()
+    # Forced onto two threads, one chunk per k/v head of each batch entry, with or without threadpoolctl.
+    monkeypatch.setattr(tiles, "PARALLEL_MIN_SCORES", 0)
+    monkeypatch.setattr(tiles, "one_thread_blas", lambda: (2, contextlib.nullcontext()))
+    for name, a, b in zip(["out", "dq", "dk", "dv"], run(), in_turn):
+        assert rel_error(a, b) < 1e-13, name

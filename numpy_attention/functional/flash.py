@@ -13,7 +13,8 @@ a row tile ``i`` and the key tiles ``j`` arriving one after another::
 
 (``Z`` is the dropout keep-mask scaled by 1 / (1 - p).) When Cauchy-Schwarz bounds
 every score within ``EXP_SAFE_BOUND`` (as in the naive pair), ``m`` stays 0 and
-nothing is rescaled. The forward keeps only
+nothing is rescaled. Each k/v head (with its query heads) runs on a core of its own
+when the call is large enough, as in the naive pair. The forward keeps only
 ``O`` and each row's log-sum-exp ``lse_i = m + log(l)``, as its two terms; the
 backward recomputes each tile's probabilities as ``exp(S_ij - m) * exp(-log(l))``.
 See docs/derivations.md, section "Tiled attention: online softmax forward and
@@ -29,6 +30,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .._validation import as_generator, check_cache, check_dout, check_positive_int, unbroadcast
+from . import tiles
 from .attention import (
     apply_mask,
     attention_scores_shape,
@@ -192,14 +194,20 @@ def _draw_dropout_seed(dropout_p: float, rng: np.random.Generator | None) -> np.
     return as_generator(rng).integers(0, 2**64, dtype=np.uint64)
 
 
-def _dropout_keep(seed: np.uint64, scores_shape: tuple, rows: slice, cols: slice, dropout_p: float) -> np.ndarray:
+def _dropout_keep(
+    seed: np.uint64, scores_shape: tuple, rows: slice, cols: slice, dropout_p: float, heads: np.ndarray | None = None
+) -> np.ndarray:
     """Boolean keep-mask of tile (rows, cols) of a (..., Hq, L, S) attention, broadcastable to it.
 
-    ``_dropout_keep(seed, shape, slice(0, L), slice(0, S), p)`` is the whole
-    mask: the test feeds it to the naive pair to compare the two with dropout.
+    ``heads`` are the positions, in the flattened (..., Hq), of the heads the tile
+    covers (default: all of them, in their shape). ``_dropout_keep(seed, shape,
+    slice(0, L), slice(0, S), p)`` is the whole mask: the test feeds it to the
+    naive pair to compare the two with dropout.
     """
-    *heads, num_queries, num_keys = scores_shape
-    head_index = np.arange(math.prod(heads), dtype=np.uint64).reshape(*heads, 1, 1)
+    *all_heads, num_queries, num_keys = scores_shape
+    if heads is None:
+        heads = np.arange(math.prod(all_heads)).reshape(all_heads)
+    head_index = heads.astype(np.uint64)[..., None, None]
     row_index = np.arange(rows.start, rows.stop, dtype=np.uint64)[:, None]
     col_index = np.arange(cols.start, cols.stop, dtype=np.uint64)
     position = (head_index * np.uint64(num_queries) + row_index) * np.uint64(num_keys) + col_index
@@ -212,12 +220,26 @@ def _dropout_keep(seed: np.uint64, scores_shape: tuple, rows: slice, cols: slice
 
 
 def _dropout_factor(
-    seed: np.uint64 | None, dropout_p: float, scores_shape: tuple, rows: slice, cols: slice, dtype: np.dtype
+    seed: np.uint64 | None, dropout_p: float, scores_shape: tuple, rows: slice, cols: slice, dtype: np.dtype,
+    heads: np.ndarray,
 ) -> np.ndarray | None:
-    """The tile's dropout factor Z = keep / (1 - p), or None without dropout."""
+    """The tile's dropout factor Z = keep / (1 - p) for ``heads`` (see :func:`_dropout_keep`), or None."""
     if seed is None:
         return None
-    return dropout_scale(_dropout_keep(seed, scores_shape, rows, cols, dropout_p), dropout_p, dtype)
+    return dropout_scale(_dropout_keep(seed, scores_shape, rows, cols, dropout_p, heads), dropout_p, dtype)
+
+
+def _head_chunks(batch: tuple, num_kv_heads: int, parallel: bool) -> list[tuple]:
+    """Indices into (*batch, Hkv): one k/v head of one batch entry each to run on the cores, or all at once."""
+    if not parallel:
+        return [(slice(None),) * (len(batch) + 1)]
+    return [(*index, slice(head, head + 1)) for index in np.ndindex(*batch) for head in range(num_kv_heads)]
+
+
+def _query_heads(chunk: tuple, num_kv_heads: int, group: int) -> tuple:
+    """The chunk's index into (*batch, Hq): the G query heads of each of its k/v heads."""
+    kv_heads = range(num_kv_heads)[chunk[-1]]
+    return (*chunk[:-1], slice(kv_heads.start * group, kv_heads.stop * group))
 
 
 def flash_attention_forward(
@@ -276,49 +298,67 @@ def flash_attention_forward(
 
     scores_shape4 = scores_shape if q.ndim > 2 else (1, *scores_shape)
     *heads, num_queries, num_keys = scores_shape4
-    # q takes the full batch (a view), so every scores tile has the full (..., Hq) shape even
-    # when only v or the mask carries a batch axis; the tiles can then be updated in place.
+    batch = tuple(heads[:-1])
+    # Every input takes the full batch (views), so that a chunk of heads indexes them all alike.
     q4 = np.broadcast_to(with_head_axis(q), (*heads, *q.shape[-2:]))
-    k4, v4 = with_head_axis(k), with_head_axis(v)
+    k4, v4 = (np.broadcast_to(x, (*batch, *x.shape[-3:])) for x in (with_head_axis(k), with_head_axis(v)))
+    mask4 = None if attn_mask is None else np.broadcast_to(attn_mask, scores_shape4)
     num_heads, num_kv_heads = q4.shape[-3], k4.shape[-3]
+    group = num_heads // max(1, num_kv_heads)  # 0 heads: an empty call
     out = np.zeros((*heads, num_queries, v.shape[-1]), dtype=q.dtype)
     final_max = np.empty((*heads, num_queries), dtype=q.dtype)
     log_row_sum = np.empty((*heads, num_queries), dtype=q.dtype)
-    finite_keys = _finite_tiles((k4, v4), num_keys, block_keys)
     # Scores within EXP_SAFE_BOUND (masks of 0 and -inf keep them there) need no running
     # maximum: m stays 0, nothing is rescaled, and each tile saves a max and a subtraction.
     bounded = (attn_mask is None or attn_mask.dtype == np.bool_) and (
         abs(scale) * scores_bound(q4, k4) <= EXP_SAFE_BOUND[q.dtype]
     )
     ones = np.ones((block_keys, 1), dtype=q.dtype)  # row sums as a matrix-vector product (BLAS)
+    flat_heads = np.arange(math.prod(heads)).reshape(heads)  # positions of the dropout mask's entries
 
-    for rows in _tiles(num_queries, block_rows):
-        q_rows = split_groups(q4[..., rows, :] * scale, num_kv_heads)
-        finite_rows = bool(np.isfinite(q_rows).all())
-        row_max = np.full((*heads, rows.stop - rows.start, 1), 0.0 if bounded else -np.inf, dtype=q.dtype)
-        row_sum = np.zeros_like(row_max)
-        acc = np.zeros((*heads, rows.stop - rows.start, v.shape[-1]), dtype=q.dtype)
-        for cols in _key_tiles(rows, num_keys, block_keys, is_causal, finite_rows, finite_keys):
-            scores = _tile_scores(q_rows, k4, _tile_mask(attn_mask, is_causal, rows, cols), num_heads, cols)
-            if bounded:
-                correction = 1.0
-                probs = np.exp(scores, out=scores)
-            else:
-                new_max = np.maximum(row_max, scores.max(axis=-1, keepdims=True))
-                # A row that has seen only masked keys so far has max -inf; shift it by 0 (exp(-inf) = 0).
-                shift = np.where(np.isneginf(new_max), 0.0, new_max).astype(q.dtype, copy=False)
-                correction = np.exp(row_max - shift)
-                probs = np.exp(np.subtract(scores, shift, out=scores), out=scores)  # in place: one tile-sized buffer
-                row_max = new_max
-            row_sum = correction * row_sum + probs @ ones[: cols.stop - cols.start]
-            factor = _dropout_factor(dropout_seed, dropout_p, scores_shape4, rows, cols, q.dtype)
-            dropped = probs if factor is None else probs * factor
-            acc = correction * acc + merge_groups(split_groups(dropped, num_kv_heads) @ v4[..., cols, :], num_heads)
-        seen = row_sum != 0  # False only for a row whose keys are all masked (a NaN row stays NaN)
-        np.divide(acc, row_sum, out=out[..., rows, :], where=seen)  # a fully masked row stays 0
-        # A fully masked row keeps max 0 and log-sum +inf: the backward's 1 / l is exp(-inf) = 0.
-        final_max[..., rows] = np.where(seen, row_max, 0.0)[..., 0]
-        log_row_sum[..., rows] = np.log(row_sum, out=np.full_like(row_sum, np.inf), where=seen)[..., 0]
+    def attend(chunk: tuple) -> None:
+        # Heads are independent: each chunk's online softmax runs on its own core (see tiles.run_chunks).
+        query_heads = _query_heads(chunk, num_kv_heads, group)
+        q_heads, k_heads, v_heads = q4[query_heads], k4[chunk], v4[chunk]
+        mask_heads = None if mask4 is None else mask4[query_heads]
+        out_heads, max_heads, log_sum_heads = out[query_heads], final_max[query_heads], log_row_sum[query_heads]
+        chunk_heads, chunk_kv_heads = q_heads.shape[-3], k_heads.shape[-3]
+        finite_keys = _finite_tiles((k_heads, v_heads), num_keys, block_keys)
+        for rows in _tiles(num_queries, block_rows):
+            q_rows = split_groups(q_heads[..., rows, :] * scale, chunk_kv_heads)
+            finite_rows = bool(np.isfinite(q_rows).all())
+            row_max = np.full((*q_rows.shape[:-3], chunk_heads, rows.stop - rows.start, 1),
+                              0.0 if bounded else -np.inf, dtype=q.dtype)
+            row_sum = np.zeros_like(row_max)
+            acc = np.zeros((*row_max.shape[:-1], v.shape[-1]), dtype=q.dtype)
+            for cols in _key_tiles(rows, num_keys, block_keys, is_causal, finite_rows, finite_keys):
+                tile_mask = _tile_mask(mask_heads, is_causal, rows, cols)
+                scores = _tile_scores(q_rows, k_heads, tile_mask, chunk_heads, cols)
+                if bounded:
+                    correction = 1.0
+                    probs = np.exp(scores, out=scores)
+                else:
+                    new_max = np.maximum(row_max, scores.max(axis=-1, keepdims=True))
+                    # A row that has seen only masked keys so far has max -inf; shift it by 0 (exp(-inf) = 0).
+                    shift = np.where(np.isneginf(new_max), 0.0, new_max).astype(q.dtype, copy=False)
+                    correction = np.exp(row_max - shift)
+                    probs = np.exp(np.subtract(scores, shift, out=scores), out=scores)  # in place: one tile buffer
+                    row_max = new_max
+                row_sum = correction * row_sum + probs @ ones[: cols.stop - cols.start]
+                factor = _dropout_factor(
+                    dropout_seed, dropout_p, scores_shape4, rows, cols, q.dtype, flat_heads[query_heads]
+                )
+                dropped = probs if factor is None else probs * factor
+                contribution = split_groups(dropped, chunk_kv_heads) @ v_heads[..., cols, :]
+                acc = correction * acc + merge_groups(contribution, chunk_heads)
+            seen = row_sum != 0  # False only for a row whose keys are all masked (a NaN row stays NaN)
+            np.divide(acc, row_sum, out=out_heads[..., rows, :], where=seen)  # a fully masked row stays 0
+            # A fully masked row keeps max 0 and log-sum +inf: the backward's 1 / l is exp(-inf) = 0.
+            max_heads[..., rows] = np.where(seen, row_max, 0.0)[..., 0]
+            log_sum_heads[..., rows] = np.log(row_sum, out=np.full_like(row_sum, np.inf), where=seen)[..., 0]
+
+    parallel = math.prod(scores_shape4) >= tiles.PARALLEL_MIN_SCORES
+    tiles.run_chunks(attend, _head_chunks(batch, num_kv_heads, parallel), parallel)
 
     if q.ndim == 2:
         out = out[0]
@@ -359,45 +399,64 @@ def flash_attention_backward(
     dout = check_dout(dout, out.shape, q.dtype)
     out4, dout4 = with_head_axis(out), with_head_axis(dout)
     *heads, num_queries, _ = out4.shape
+    batch = tuple(heads[:-1])
     q4 = np.broadcast_to(with_head_axis(q), (*heads, *q.shape[-2:]))
-    k4, v4 = with_head_axis(k), with_head_axis(v)
+    k4, v4 = (np.broadcast_to(x, (*batch, *x.shape[-3:])) for x in (with_head_axis(k), with_head_axis(v)))
     num_heads, num_kv_heads = q4.shape[-3], k4.shape[-3]
+    group = num_heads // max(1, num_kv_heads)  # 0 heads: an empty call
     num_keys = k4.shape[-2]
     scores_shape4 = (*heads, num_queries, num_keys)
-    batch = tuple(heads[:-1])
+    mask4 = None if attn_mask is None else np.broadcast_to(attn_mask, scores_shape4)
     dq = np.empty(q4.shape, dtype=q.dtype)
     dk = np.zeros((*batch, num_kv_heads, num_keys, k.shape[-1]), dtype=q.dtype)
     dv = np.zeros((*batch, num_kv_heads, num_keys, v.shape[-1]), dtype=q.dtype)
     block_rows, block_keys = block_size
-    finite_keys = _finite_tiles((k4, v4), num_keys, block_keys)
     shifted = bool(row_max.any())  # all 0 when the forward's scores were bounded: nothing to subtract
+    flat_heads = np.arange(math.prod(heads)).reshape(heads)
 
-    for rows in _tiles(num_queries, block_rows):
-        q_rows = split_groups(q4[..., rows, :] * scale, num_kv_heads)
-        dout_rows = dout4[..., rows, :]
-        dout_groups = split_groups(dout_rows, num_kv_heads)
-        delta = np.sum(dout_rows * out4[..., rows, :], axis=-1, keepdims=True)  # D_i = rowsum(dO_i * O_i)
-        finite_rows = bool(np.isfinite(q_rows).all() and np.isfinite(dout_rows).all() and np.isfinite(delta).all())
-        max_rows = row_max[..., rows, None]
-        inv_sum_rows = np.exp(-log_row_sum[..., rows, None])  # 1 / l: 0 for a fully masked row
-        dout_over_sum = split_groups(dout_rows * inv_sum_rows, num_kv_heads)
-        q_over_sum = q_rows * split_groups(inv_sum_rows, num_kv_heads)  # scale * Q_i / l_i
-        dq_rows = np.zeros((*batch, num_heads, rows.stop - rows.start, q.shape[-1]), dtype=q.dtype)
-        for cols in _key_tiles(rows, num_keys, block_keys, is_causal, finite_rows, finite_keys):
-            scores = _tile_scores(q_rows, k4, _tile_mask(attn_mask, is_causal, rows, cols), num_heads, cols)
-            # E = exp(S - m) = l * P, in place; 1 / l is applied to the (rows, E) factors instead.
-            if shifted:
-                np.subtract(scores, max_rows, out=scores)
-            unnormalised = np.exp(scores, out=scores)
-            factor = _dropout_factor(dropout_seed, dropout_p, scores_shape4, rows, cols, q.dtype)
-            dropped = unnormalised if factor is None else unnormalised * factor
-            dv[..., cols, :] += split_groups(dropped, num_kv_heads).swapaxes(-1, -2) @ dout_over_sum
-            d_dropped = merge_groups(dout_groups @ v4[..., cols, :].swapaxes(-1, -2), num_heads)
-            d_probs = d_dropped if factor is None else d_dropped * factor
-            np.subtract(d_probs, delta, out=d_probs)  # l * dS = E * (dP - D) in d_probs' buffer: no new tile
-            d_scores = split_groups(np.multiply(unnormalised, d_probs, out=d_probs), num_kv_heads)
-            dq_rows += merge_groups(d_scores @ k4[..., cols, :], num_heads)
-            dk[..., cols, :] += d_scores.swapaxes(-1, -2) @ q_over_sum
-        dq[..., rows, :] = dq_rows * (scale * inv_sum_rows)
+    def attend_backward(chunk: tuple) -> None:
+        query_heads = _query_heads(chunk, num_kv_heads, group)
+        q_heads, k_heads, v_heads = q4[query_heads], k4[chunk], v4[chunk]
+        out_heads, dout_heads = out4[query_heads], dout4[query_heads]
+        mask_heads = None if mask4 is None else mask4[query_heads]
+        dk_heads, dv_heads, dq_heads = dk[chunk], dv[chunk], dq[query_heads]
+        max_heads, log_sum_heads = row_max[query_heads], log_row_sum[query_heads]
+        chunk_heads, chunk_kv_heads = q_heads.shape[-3], k_heads.shape[-3]
+        finite_keys = _finite_tiles((k_heads, v_heads), num_keys, block_keys)
+        for rows in _tiles(num_queries, block_rows):
+            q_rows = split_groups(q_heads[..., rows, :] * scale, chunk_kv_heads)
+            dout_rows = dout_heads[..., rows, :]
+            dout_groups = split_groups(dout_rows, chunk_kv_heads)
+            delta = np.sum(dout_rows * out_heads[..., rows, :], axis=-1, keepdims=True)  # D_i = rowsum(dO_i * O_i)
+            finite_rows = bool(
+                np.isfinite(q_rows).all() and np.isfinite(dout_rows).all() and np.isfinite(delta).all()
+            )
+            max_rows = max_heads[..., rows, None]
+            inv_sum_rows = np.exp(-log_sum_heads[..., rows, None])  # 1 / l: 0 for a fully masked row
+            dout_over_sum = split_groups(dout_rows * inv_sum_rows, chunk_kv_heads)
+            q_over_sum = q_rows * split_groups(inv_sum_rows, chunk_kv_heads)  # scale * Q_i / l_i
+            dq_rows = np.zeros((*dout_rows.shape[:-1], q.shape[-1]), dtype=q.dtype)
+            for cols in _key_tiles(rows, num_keys, block_keys, is_causal, finite_rows, finite_keys):
+                tile_mask = _tile_mask(mask_heads, is_causal, rows, cols)
+                scores = _tile_scores(q_rows, k_heads, tile_mask, chunk_heads, cols)
+                # E = exp(S - m) = l * P, in place; 1 / l is applied to the (rows, E) factors instead.
+                if shifted:
+                    np.subtract(scores, max_rows, out=scores)
+                unnormalised = np.exp(scores, out=scores)
+                factor = _dropout_factor(
+                    dropout_seed, dropout_p, scores_shape4, rows, cols, q.dtype, flat_heads[query_heads]
+                )
+                dropped = unnormalised if factor is None else unnormalised * factor
+                dv_heads[..., cols, :] += split_groups(dropped, chunk_kv_heads).swapaxes(-1, -2) @ dout_over_sum
+                d_dropped = merge_groups(dout_groups @ v_heads[..., cols, :].swapaxes(-1, -2), chunk_heads)
+                d_probs = d_dropped if factor is None else d_dropped * factor
+                np.subtract(d_probs, delta, out=d_probs)  # l * dS = E * (dP - D) in d_probs' buffer: no new tile
+                d_scores = split_groups(np.multiply(unnormalised, d_probs, out=d_probs), chunk_kv_heads)
+                dq_rows += merge_groups(d_scores @ k_heads[..., cols, :], chunk_heads)
+                dk_heads[..., cols, :] += d_scores.swapaxes(-1, -2) @ q_over_sum
+            dq_heads[..., rows, :] = dq_rows * (scale * inv_sum_rows)
+
+    parallel = math.prod(scores_shape4) >= tiles.PARALLEL_MIN_SCORES
+    tiles.run_chunks(attend_backward, _head_chunks(batch, num_kv_heads, parallel), parallel)
 
     return unbroadcast(dq, q.shape), unbroadcast(dk, k.shape), unbroadcast(dv, v.shape)
