@@ -22,6 +22,7 @@ from numpy_attention.functional import (
     attention_forward,
     flash_attention_backward,
     flash_attention_forward,
+    position_dropout,
 )
 from numpy_attention.functional import flash as flash_module
 
@@ -70,7 +71,7 @@ def full_dropout_mask(cache, scores_shape):
     """The whole (..., Hq, L, S) keep-mask that the tiled pair regenerates tile by tile."""
     shape = scores_shape if len(scores_shape) > 2 else (1, *scores_shape)
     everything = (slice(0, shape[-2]), slice(0, shape[-1]))
-    keep = flash_module._dropout_keep(cache.dropout_seed, shape, *everything, cache.dropout_p)
+    keep = position_dropout._dropout_keep(cache.dropout_seed, shape, *everything, cache.dropout_p)
     return np.broadcast_to(keep, shape).reshape(scores_shape)
 
 
@@ -194,12 +195,12 @@ def test_dropout_mask_does_not_depend_on_the_block_size(rng):
 
 
 def test_dropout_mask_keeps_one_minus_p_and_follows_the_generator():
-    keep = flash_module._dropout_keep(np.uint64(12345), (2, 300, 400), slice(0, 300), slice(0, 400), 0.3)
+    keep = position_dropout._dropout_keep(np.uint64(12345), (2, 300, 400), slice(0, 300), slice(0, 400), 0.3)
     assert keep.shape == (2, 300, 400)
     assert abs(keep.mean() - 0.7) < 0.005  # 240 000 draws: the standard deviation is 0.001
     assert abs(keep[:, :, ::2].mean() - keep[:, :, 1::2].mean()) < 0.01  # no alternating pattern
     assert not np.array_equal(keep[0], keep[1])  # heads get different masks
-    tile = flash_module._dropout_keep(np.uint64(12345), (2, 300, 400), slice(10, 17), slice(390, 400), 0.3)
+    tile = position_dropout._dropout_keep(np.uint64(12345), (2, 300, 400), slice(10, 17), slice(390, 400), 0.3)
     np.testing.assert_array_equal(tile, keep[:, 10:17, 390:400])
 
     x = random_like(np.random.default_rng(0), (1, 8, 4))

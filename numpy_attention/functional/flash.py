@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .._validation import as_generator, check_cache, check_dout, check_positive_int, unbroadcast
+from .._validation import check_cache, check_dout, check_positive_int, unbroadcast
 from . import tiles
 from .attention import (
     apply_mask,
@@ -37,12 +37,12 @@ from .attention import (
     causal_mask,
     check_attention_options,
     check_qkv,
-    dropout_scale,
     merge_groups,
     scores_bound,
     split_groups,
     with_head_axis,
 )
+from .position_dropout import _draw_dropout_seed, _dropout_factor
 from .softmax import EXP_SAFE_BOUND
 
 # The cache a tile should fit in: 2 MiB, a per-core L2 on current x86 and ARM
@@ -175,58 +175,6 @@ def _tile_scores(
     """
     scores = merge_groups(q_rows @ k[..., cols, :].swapaxes(-1, -2), num_heads)
     return apply_mask(scores, mask)
-
-
-# Dropout without storing the mask: entry n of the flattened (..., Hq, L, S)
-# keep-mask is decided by the n-th output of SplitMix64 (Steele, Lea & Flood,
-# 2014) started at a seed drawn once per forward. Each entry depends only on
-# the seed and its own position, so the backward regenerates any tile exactly,
-# and the mask is the same for every block_size.
-_GOLDEN_GAMMA = np.uint64(0x9E3779B97F4A7C15)
-_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX_2 = np.uint64(0x94D049BB133111EB)
-
-
-def _draw_dropout_seed(dropout_p: float, rng: np.random.Generator | None) -> np.uint64 | None:
-    """One 64-bit seed per forward, from ``rng``; None when there is no dropout."""
-    if dropout_p == 0.0:
-        return None
-    return as_generator(rng).integers(0, 2**64, dtype=np.uint64)
-
-
-def _dropout_keep(
-    seed: np.uint64, scores_shape: tuple, rows: slice, cols: slice, dropout_p: float, heads: np.ndarray | None = None
-) -> np.ndarray:
-    """Boolean keep-mask of tile (rows, cols) of a (..., Hq, L, S) attention, broadcastable to it.
-
-    ``heads`` are the positions, in the flattened (..., Hq), of the heads the tile
-    covers (default: all of them, in their shape). ``_dropout_keep(seed, shape,
-    slice(0, L), slice(0, S), p)`` is the whole mask: the test feeds it to the
-    naive pair to compare the two with dropout.
-    """
-    *all_heads, num_queries, num_keys = scores_shape
-    if heads is None:
-        heads = np.arange(math.prod(all_heads)).reshape(all_heads)
-    head_index = heads.astype(np.uint64)[..., None, None]
-    row_index = np.arange(rows.start, rows.stop, dtype=np.uint64)[:, None]
-    col_index = np.arange(cols.start, cols.stop, dtype=np.uint64)
-    position = (head_index * np.uint64(num_queries) + row_index) * np.uint64(num_keys) + col_index
-    z = (position + np.uint64(1)) * _GOLDEN_GAMMA + seed  # uint64 arithmetic wraps, as intended
-    z = (z ^ (z >> np.uint64(30))) * _MIX_1
-    z = (z ^ (z >> np.uint64(27))) * _MIX_2
-    z ^= z >> np.uint64(31)
-    uniform = (z >> np.uint64(11)) * 2.0**-53  # the top 53 bits: a float64 in [0, 1)
-    return uniform >= dropout_p
-
-
-def _dropout_factor(
-    seed: np.uint64 | None, dropout_p: float, scores_shape: tuple, rows: slice, cols: slice, dtype: np.dtype,
-    heads: np.ndarray,
-) -> np.ndarray | None:
-    """The tile's dropout factor Z = keep / (1 - p) for ``heads`` (see :func:`_dropout_keep`), or None."""
-    if seed is None:
-        return None
-    return dropout_scale(_dropout_keep(seed, scores_shape, rows, cols, dropout_p, heads), dropout_p, dtype)
 
 
 def _head_chunks(batch: tuple, num_kv_heads: int, parallel: bool) -> list[tuple]:
