@@ -261,7 +261,6 @@ def flash_attention_forward(
     bounded = (attn_mask is None or attn_mask.dtype == np.bool_) and (
         abs(scale) * scores_bound(q4, k4) <= EXP_SAFE_BOUND[q.dtype]
     )
-    ones = np.ones((block_keys, 1), dtype=q.dtype)  # row sums as a matrix-vector product (BLAS)
     flat_heads = np.arange(math.prod(heads)).reshape(heads)  # positions of the dropout mask's entries
 
     def attend(chunk: tuple) -> None:
@@ -292,7 +291,7 @@ def flash_attention_forward(
                     correction = np.exp(row_max - shift)
                     probs = np.exp(np.subtract(scores, shift, out=scores), out=scores)  # in place: one tile buffer
                     row_max = new_max
-                row_sum = correction * row_sum + probs @ ones[: cols.stop - cols.start]
+                row_sum = correction * row_sum + np.einsum("...j->...", probs)[..., None]
                 factor = _dropout_factor(
                     dropout_seed, dropout_p, scores_shape4, rows, cols, q.dtype, flat_heads[query_heads]
                 )

@@ -59,8 +59,11 @@ def softmax_rows(x: np.ndarray, *, shift: bool = True) -> np.ndarray:
     the usual choice, because it keeps ``exp`` from overflowing. ``shift=False``
     skips that pass (a reduction and a subtraction over every entry): the caller
     vouches that every entry is ``-inf`` or within ``EXP_SAFE_BOUND`` of 0. The
-    row sums are one matrix-vector product, several times faster than NumPy's
-    sum over a short last axis. Rows of all ``-inf`` give 0, as in :func:`softmax`.
+    row sums come from ``einsum``, about 3x faster than NumPy's ``sum`` over a
+    short last axis. (A matrix-vector product with ones was a little faster, but
+    OpenBLAS's kernel now and then raised the floating-point "invalid" flag on
+    finite tiles: a spurious RuntimeWarning.) Rows of all ``-inf`` give 0, as in
+    :func:`softmax`.
     """
     if shift and x.shape[-1]:
         row_max = x.max(axis=-1, keepdims=True)
@@ -68,7 +71,7 @@ def softmax_rows(x: np.ndarray, *, shift: bool = True) -> np.ndarray:
         with np.errstate(over="ignore"):
             np.subtract(x, row_max, out=x)
     np.exp(x, out=x)
-    row_sum = x @ np.ones((x.shape[-1], 1), x.dtype)
+    row_sum = np.einsum("...j->...", x)[..., None]
     inverse = np.divide(1.0, row_sum, out=np.zeros_like(row_sum), where=row_sum > 0)
     x *= inverse
     return x
