@@ -19,31 +19,17 @@ class SoftmaxCache(NamedTuple):
     axis: int
 
 
-def softmax(x: np.ndarray, axis: int = -1, out: np.ndarray | None = None) -> np.ndarray:
-    """Numerically stable softmax of a float array; a row of all ``-inf`` gives all zeros.
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Numerically stable softmax of a float array along ``axis``; a row of all ``-inf`` gives all zeros.
 
     Subtracting the row maximum keeps ``exp`` in (0, 1], so scores of any
     magnitude give no overflow. A row whose entries are all ``-inf`` (every
     key masked) has no maximum to subtract; it is defined as 0 rather than
     NaN, so that fully masked attention rows give output 0 and gradient 0.
-    ``out`` may be ``x`` itself: the attention computes its softmax in place
-    in the scores buffer.
+    The work is :func:`softmax_rows`'s, on a copy with ``axis`` moved last.
     """
-    if x.shape[axis] == 0:  # softmax over no entries: nothing to normalise (max has no identity)
-        return np.zeros_like(x)
-    row_max = x.max(axis=axis, keepdims=True)
-    # An all -inf row would give -inf - (-inf) = NaN; shift it by 0 instead.
-    row_max[np.isneginf(row_max)] = 0.0
-    # Each step writes into y: no temporary of the full size (the scores can be large).
-    # x - max may overflow to -inf (x = -1e308, max = 1e308): exp(-inf) = 0 is still the right weight.
-    with np.errstate(over="ignore"):
-        y = np.subtract(x, row_max, out=out)
-    np.exp(y, out=y)
-    row_sum = y.sum(axis=axis, keepdims=True)
-    # Rows that summed to 0 are fully masked: scale them by 0 instead of dividing 0/0.
-    # (One division per row, then a multiplication per entry: cheaper than dividing each.)
-    inverse = np.divide(1.0, row_sum, out=np.zeros_like(row_sum), where=row_sum > 0)
-    y *= inverse
+    y = x.copy()
+    softmax_rows(np.moveaxis(y, axis, -1))
     return y
 
 
