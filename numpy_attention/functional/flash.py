@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -177,17 +177,50 @@ def _tile_scores(
     return apply_mask(scores, mask)
 
 
-def _head_chunks(batch: tuple, num_kv_heads: int, parallel: bool) -> list[tuple]:
-    """Indices into (*batch, Hkv): one k/v head of one batch entry each to run on the cores, or all at once."""
-    if not parallel:
-        return [(slice(None),) * (len(batch) + 1)]
-    return [(*index, slice(head, head + 1)) for index in np.ndindex(*batch) for head in range(num_kv_heads)]
+class _HeadViews(NamedTuple):
+    """The inputs as full-batch views, so that a chunk of heads indexes them all alike.
+
+    A chunk is an index into (*batch, Hkv): its k/v heads, and through
+    :meth:`query_heads` the G query heads of each.
+    """
+
+    q: np.ndarray  # (*batch, Hq, L, E)
+    k: np.ndarray  # (*batch, Hkv, S, E)
+    v: np.ndarray  # (*batch, Hkv, S, Ev)
+    mask: np.ndarray | None  # (*batch, Hq, L, S)
+    positions: np.ndarray  # (*batch, Hq): each head's place in the flattened (..., Hq), for the dropout mask
+
+    def query_heads(self, chunk: tuple) -> tuple:
+        """The chunk's index into (*batch, Hq): the G query heads of each of its k/v heads."""
+        num_kv_heads = self.k.shape[-3]
+        group = self.q.shape[-3] // max(1, num_kv_heads)  # 0 heads: an empty call
+        kv_heads = range(num_kv_heads)[chunk[-1]]
+        return (*chunk[:-1], slice(kv_heads.start * group, kv_heads.stop * group))
+
+    def for_each_chunk(self, task: Callable[[tuple], None]) -> None:
+        """``task(chunk)`` for one k/v head of one batch entry at a time, on the cores, when the call is large.
+
+        A small call runs all heads as one chunk: NumPy's per-call cost is paid once for them all.
+        """
+        *batch, num_kv_heads = self.k.shape[:-2]
+        num_scores = self.positions.size * self.q.shape[-2] * self.k.shape[-2]
+        if num_scores >= tiles.PARALLEL_MIN_SCORES:
+            chunks = [(*index, slice(head, head + 1)) for index in np.ndindex(*batch) for head in range(num_kv_heads)]
+        else:
+            chunks = [(slice(None),) * (len(batch) + 1)]
+        tiles.for_each_chunk(task, chunks, num_scores)
 
 
-def _query_heads(chunk: tuple, num_kv_heads: int, group: int) -> tuple:
-    """The chunk's index into (*batch, Hq): the G query heads of each of its k/v heads."""
-    kv_heads = range(num_kv_heads)[chunk[-1]]
-    return (*chunk[:-1], slice(kv_heads.start * group, kv_heads.stop * group))
+def _head_views(
+    q: np.ndarray, k: np.ndarray, v: np.ndarray, attn_mask: np.ndarray | None, scores_shape4: tuple
+) -> _HeadViews:
+    """q, k, v (with a head axis of 1 when unbatched) and the mask, broadcast to the full batch of the scores."""
+    *heads, _, _ = scores_shape4
+    batch = tuple(heads[:-1])
+    q4 = np.broadcast_to(with_head_axis(q), (*heads, *q.shape[-2:]))
+    k4, v4 = (np.broadcast_to(x, (*batch, *x.shape[-3:])) for x in (with_head_axis(k), with_head_axis(v)))
+    mask4 = None if attn_mask is None else np.broadcast_to(attn_mask, scores_shape4)
+    return _HeadViews(q4, k4, v4, mask4, np.arange(math.prod(heads)).reshape(heads))
 
 
 def flash_attention_forward(
@@ -246,28 +279,21 @@ def flash_attention_forward(
 
     scores_shape4 = scores_shape if q.ndim > 2 else (1, *scores_shape)
     *heads, num_queries, num_keys = scores_shape4
-    batch = tuple(heads[:-1])
-    # Every input takes the full batch (views), so that a chunk of heads indexes them all alike.
-    q4 = np.broadcast_to(with_head_axis(q), (*heads, *q.shape[-2:]))
-    k4, v4 = (np.broadcast_to(x, (*batch, *x.shape[-3:])) for x in (with_head_axis(k), with_head_axis(v)))
-    mask4 = None if attn_mask is None else np.broadcast_to(attn_mask, scores_shape4)
-    num_heads, num_kv_heads = q4.shape[-3], k4.shape[-3]
-    group = num_heads // max(1, num_kv_heads)  # 0 heads: an empty call
+    views = _head_views(q, k, v, attn_mask, scores_shape4)
     out = np.zeros((*heads, num_queries, v.shape[-1]), dtype=q.dtype)
     final_max = np.empty((*heads, num_queries), dtype=q.dtype)
     log_row_sum = np.empty((*heads, num_queries), dtype=q.dtype)
     # Scores within EXP_SAFE_BOUND (masks of 0 and -inf keep them there) need no running
     # maximum: m stays 0, nothing is rescaled, and each tile saves a max and a subtraction.
     bounded = (attn_mask is None or attn_mask.dtype == np.bool_) and (
-        abs(scale) * scores_bound(q4, k4) <= EXP_SAFE_BOUND[q.dtype]
+        abs(scale) * scores_bound(views.q, views.k) <= EXP_SAFE_BOUND[q.dtype]
     )
-    flat_heads = np.arange(math.prod(heads)).reshape(heads)  # positions of the dropout mask's entries
 
     def attend(chunk: tuple) -> None:
-        # Heads are independent: each chunk's online softmax runs on its own core (see tiles.run_chunks).
-        query_heads = _query_heads(chunk, num_kv_heads, group)
-        q_heads, k_heads, v_heads = q4[query_heads], k4[chunk], v4[chunk]
-        mask_heads = None if mask4 is None else mask4[query_heads]
+        # Heads are independent: each chunk's online softmax runs on its own core.
+        query_heads = views.query_heads(chunk)
+        q_heads, k_heads, v_heads = views.q[query_heads], views.k[chunk], views.v[chunk]
+        mask_heads = None if views.mask is None else views.mask[query_heads]
         out_heads, max_heads, log_sum_heads = out[query_heads], final_max[query_heads], log_row_sum[query_heads]
         chunk_heads, chunk_kv_heads = q_heads.shape[-3], k_heads.shape[-3]
         finite_keys = _finite_tiles((k_heads, v_heads), num_keys, block_keys)
@@ -293,7 +319,7 @@ def flash_attention_forward(
                     row_max = new_max
                 row_sum = correction * row_sum + np.einsum("...j->...", probs)[..., None]
                 factor = _dropout_factor(
-                    dropout_seed, dropout_p, scores_shape4, rows, cols, q.dtype, flat_heads[query_heads]
+                    dropout_seed, dropout_p, scores_shape4, rows, cols, q.dtype, views.positions[query_heads]
                 )
                 dropped = probs if factor is None else probs * factor
                 contribution = split_groups(dropped, chunk_kv_heads) @ v_heads[..., cols, :]
@@ -304,8 +330,7 @@ def flash_attention_forward(
             max_heads[..., rows] = np.where(seen, row_max, 0.0)[..., 0]
             log_sum_heads[..., rows] = np.log(row_sum, out=np.full_like(row_sum, np.inf), where=seen)[..., 0]
 
-    parallel = math.prod(scores_shape4) >= tiles.PARALLEL_MIN_SCORES
-    tiles.run_chunks(attend, _head_chunks(batch, num_kv_heads, parallel), parallel)
+    views.for_each_chunk(attend)
 
     if q.ndim == 2:
         out = out[0]
@@ -346,26 +371,20 @@ def flash_attention_backward(
     dout = check_dout(dout, out.shape, q.dtype)
     out4, dout4 = with_head_axis(out), with_head_axis(dout)
     *heads, num_queries, _ = out4.shape
-    batch = tuple(heads[:-1])
-    q4 = np.broadcast_to(with_head_axis(q), (*heads, *q.shape[-2:]))
-    k4, v4 = (np.broadcast_to(x, (*batch, *x.shape[-3:])) for x in (with_head_axis(k), with_head_axis(v)))
-    num_heads, num_kv_heads = q4.shape[-3], k4.shape[-3]
-    group = num_heads // max(1, num_kv_heads)  # 0 heads: an empty call
-    num_keys = k4.shape[-2]
+    num_keys = k.shape[-2]
     scores_shape4 = (*heads, num_queries, num_keys)
-    mask4 = None if attn_mask is None else np.broadcast_to(attn_mask, scores_shape4)
-    dq = np.empty(q4.shape, dtype=q.dtype)
-    dk = np.zeros((*batch, num_kv_heads, num_keys, k.shape[-1]), dtype=q.dtype)
-    dv = np.zeros((*batch, num_kv_heads, num_keys, v.shape[-1]), dtype=q.dtype)
+    views = _head_views(q, k, v, attn_mask, scores_shape4)
+    dq = np.empty(views.q.shape, dtype=q.dtype)
+    dk = np.zeros((*views.k.shape[:-1], k.shape[-1]), dtype=q.dtype)
+    dv = np.zeros((*views.v.shape[:-1], v.shape[-1]), dtype=q.dtype)
     block_rows, block_keys = block_size
     shifted = bool(row_max.any())  # all 0 when the forward's scores were bounded: nothing to subtract
-    flat_heads = np.arange(math.prod(heads)).reshape(heads)
 
     def attend_backward(chunk: tuple) -> None:
-        query_heads = _query_heads(chunk, num_kv_heads, group)
-        q_heads, k_heads, v_heads = q4[query_heads], k4[chunk], v4[chunk]
+        query_heads = views.query_heads(chunk)
+        q_heads, k_heads, v_heads = views.q[query_heads], views.k[chunk], views.v[chunk]
         out_heads, dout_heads = out4[query_heads], dout4[query_heads]
-        mask_heads = None if mask4 is None else mask4[query_heads]
+        mask_heads = None if views.mask is None else views.mask[query_heads]
         dk_heads, dv_heads, dq_heads = dk[chunk], dv[chunk], dq[query_heads]
         max_heads, log_sum_heads = row_max[query_heads], log_row_sum[query_heads]
         chunk_heads, chunk_kv_heads = q_heads.shape[-3], k_heads.shape[-3]
@@ -391,7 +410,7 @@ def flash_attention_backward(
                     np.subtract(scores, max_rows, out=scores)
                 unnormalised = np.exp(scores, out=scores)
                 factor = _dropout_factor(
-                    dropout_seed, dropout_p, scores_shape4, rows, cols, q.dtype, flat_heads[query_heads]
+                    dropout_seed, dropout_p, scores_shape4, rows, cols, q.dtype, views.positions[query_heads]
                 )
                 dropped = unnormalised if factor is None else unnormalised * factor
                 dv_heads[..., cols, :] += split_groups(dropped, chunk_kv_heads).swapaxes(-1, -2) @ dout_over_sum
@@ -403,7 +422,6 @@ def flash_attention_backward(
                 dk_heads[..., cols, :] += d_scores.swapaxes(-1, -2) @ q_over_sum
             dq_heads[..., rows, :] = dq_rows * (scale * inv_sum_rows)
 
-    parallel = math.prod(scores_shape4) >= tiles.PARALLEL_MIN_SCORES
-    tiles.run_chunks(attend_backward, _head_chunks(batch, num_kv_heads, parallel), parallel)
+    views.for_each_chunk(attend_backward)
 
     return unbroadcast(dq, q.shape), unbroadcast(dk, k.shape), unbroadcast(dv, v.shape)
