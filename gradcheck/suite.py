@@ -23,8 +23,7 @@ import numpy as np
 
 import numpy_attention as na
 from numpy_attention import functional as F
-from numpy_attention.functional.attention import attention_scores_shape
-from numpy_attention.layers import ATTENTION_IMPLS
+from numpy_attention.attention_impls import ATTENTION_IMPLS, DEFAULT_IMPL
 
 from . import torch_ops
 from .check import check
@@ -96,6 +95,12 @@ def make_mask(kind: str | None, shape: tuple, seed: int = 1) -> np.ndarray | Non
     raise ValueError(f"unknown mask kind {kind!r}")
 
 
+def scores_shape(q: np.ndarray, k: np.ndarray) -> tuple:
+    """(..., Hq, L, T): the shape of the scores, which the masks broadcast to."""
+    return (*np.broadcast_shapes(q.shape[:-3], k.shape[:-3]), *q.shape[-3:-1], k.shape[-2]) if q.ndim > 2 else (
+        q.shape[0], k.shape[0])
+
+
 def attention_pair(impl: str) -> tuple[Callable, Callable]:
     """The forward/backward registered as ``impl``; the tiled one with small tiles, so that L and S span several."""
     forward, backward = ATTENTION_IMPLS[impl]
@@ -107,11 +112,11 @@ def attention_pair(impl: str) -> tuple[Callable, Callable]:
 def attention_target(
     dtype: np.dtype, q_shape: tuple, k_shape: tuple, v_shape: tuple, *, mask: str | None = None,
     mask_shape: tuple | None = None, is_causal: bool = False, dropout_p: float = 0.0, scale: float | None = None,
-    impl: str = "naive",
+    impl: str = DEFAULT_IMPL,
 ) -> Target:
     """The attention pair ``impl`` on seeded q, k, v with the given options (dropout from a replayed generator)."""
     q, k, v = normal(dtype, q_shape, k_shape, v_shape)
-    attn_mask = make_mask(mask, mask_shape or attention_scores_shape(q, k, v))
+    attn_mask = make_mask(mask, mask_shape or scores_shape(q, k))
     options = dict(attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale)
     pair_forward, backward = attention_pair(impl)
     forward = functools.partial(pair_forward, **options, rng=np.random.default_rng(7))
@@ -144,7 +149,7 @@ def module_dropout_mask(module: Any, inputs: tuple, kwargs: dict) -> Any:
 
 
 def sdpa_module_target(dtype: np.dtype, *, dropout: float = 0.0, scale: float | None = None, training: bool = True,
-                       mask: str | None = None, is_causal: bool = False, impl: str = "naive") -> Target:
+                       mask: str | None = None, is_causal: bool = False, impl: str = DEFAULT_IMPL) -> Target:
     """``ScaledDotProductAttention`` on (2, 2, 4, 3) queries and (2, 2, 5, 3) keys/values."""
     q, k, v = normal(dtype, (2, 2, 4, 3), (2, 2, 5, 3), (2, 2, 5, 2), seed=2)
     module = na.ScaledDotProductAttention(dropout, scale, impl=impl, rng=np.random.default_rng(11)).train(training)
@@ -339,7 +344,7 @@ ENTRIES: list[Entry] = [
 
 
 def tiled_entries(impl: str) -> list[Entry]:
-    """The configurations that tell a tiled implementation apart, for an ``impl`` other than "naive"."""
+    """The configurations that tell another implementation apart from the default (tiling, GQA, masks, dropout)."""
     return [
         attention_entry(f"{impl}-batch-heads", *QKV, impl=impl),
         attention_entry(f"{impl}-gqa-causal-L>S", (B, 4, 5, 4), (B, 2, 3, 4), (B, 2, 3, 3), is_causal=True,
@@ -355,5 +360,5 @@ def tiled_entries(impl: str) -> list[Entry]:
     ]
 
 
-# Every implementation registered besides the naive one (the tiled "flash" pair, once it is merged).
-ENTRIES += [entry for impl in sorted(ATTENTION_IMPLS) if impl != "naive" for entry in tiled_entries(impl)]
+# Every implementation registered besides the default one: the tiled kernel and the textbook pairs.
+ENTRIES += [entry for impl in sorted(ATTENTION_IMPLS) if impl != DEFAULT_IMPL for entry in tiled_entries(impl)]

@@ -4,12 +4,13 @@
     >>> x = np.array([[1, 0, 1, 0], [0, 1, 0, 1], [1, 1, 0, 0]])
     >>> out = na.scaled_dot_product_attention(x, x, x)
 
-The ops live in :mod:`numpy_attention.functional` as forward/backward pairs;
-the modules here own parameters and call those pairs.
+The ops live in :mod:`numpy_attention.functional` as forward/backward pairs,
+written as their derivations; :mod:`numpy_attention.kernels` computes the same
+pairs faster. The modules here own parameters and run the kernels by default.
 """
 
-from . import functional, optim
-from .functional import scaled_dot_product_attention
+from . import functional, kernels, optim
+from .kernels import scaled_dot_product_attention
 from .layers import Embedding, Linear, ScaledDotProductAttention
 from .module import Module
 from .multihead import MultiHeadAttention
@@ -25,6 +26,7 @@ __all__ = [
     "MultiHeadAttention",
     "ScaledDotProductAttention",
     "functional",
+    "kernels",
     "optim",
     "scaled_dot_product_attention",
 ]

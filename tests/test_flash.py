@@ -1,4 +1,4 @@
-"""The tiled attention pair computes the naive pair's function, gradients included, in linear memory."""
+"""The tiled kernel computes the textbook dense pair's function, gradients included, in linear memory."""
 
 import json
 import os
@@ -9,22 +9,18 @@ import warnings
 
 import numpy as np
 import pytest
-from attention_cases import CASES, Case
-from conftest import random_like, rel_error, require_torch
-from example_runner import ROOT, assert_png, run_example
-from test_attention import BAD_CALLS
+from helpers.attention_cases import BAD_CALLS, CASES, Case
+from helpers.example_runner import ROOT, assert_png, run_example
+from helpers.numerics import random_like, rel_error, require_torch
 
 from gradcheck import numerical_gradients, torch_ops
 from numpy_attention import ScaledDotProductAttention
+from numpy_attention._args import attention_scores_shape
 from numpy_attention.functional import attention as naive_module
-from numpy_attention.functional import (
-    attention_backward,
-    attention_forward,
-    flash_attention_backward,
-    flash_attention_forward,
-    position_dropout,
-)
-from numpy_attention.functional import flash as flash_module
+from numpy_attention.functional import attention_backward, attention_forward
+from numpy_attention.functional import dropout as position_dropout
+from numpy_attention.kernels import flash as flash_module
+from numpy_attention.kernels import flash_attention_backward, flash_attention_forward
 
 CASE_IDS = [case.name for case in CASES]
 MASK_KINDS = [None, "bool", "float", "bool-padding", "bool-empty-row", "float-empty-row", "causal"]
@@ -71,7 +67,7 @@ def full_dropout_mask(cache, scores_shape):
     """The whole (..., Hq, L, S) keep-mask that the tiled pair regenerates tile by tile."""
     shape = scores_shape if len(scores_shape) > 2 else (1, *scores_shape)
     everything = (slice(0, shape[-2]), slice(0, shape[-1]))
-    keep = position_dropout._dropout_keep(cache.dropout_seed, shape, *everything, cache.dropout_p)
+    keep = position_dropout.position_keep_mask(cache.dropout_seed, shape, *everything, cache.dropout_p)
     return np.broadcast_to(keep, shape).reshape(scores_shape)
 
 
@@ -79,8 +75,8 @@ def naive_with_flash_dropout(monkeypatch, q, k, v, options, flash_cache):
     """The naive pair, given the tiled pair's dropout mask in place of the one it would draw."""
     with monkeypatch.context() as patch:
         if flash_cache.dropout_seed is not None:
-            mask = full_dropout_mask(flash_cache, naive_module.attention_scores_shape(q, k, v))
-            patch.setattr(naive_module, "draw_dropout_mask", lambda shape, p, rng: mask)
+            mask = full_dropout_mask(flash_cache, attention_scores_shape(q, k, v))
+            patch.setattr(naive_module, "draw_keep_mask", lambda shape, p, rng: mask)
         return attention_forward(q, k, v, **options)
 
 
@@ -113,7 +109,7 @@ def test_flash_matches_torch(case):
     torch = require_torch()
     q, k, v, options = case.build(seed=3)
     out, cache = flash_attention_forward(q, k, v, **options, rng=np.random.default_rng(4), block_size=2)
-    scores_shape = naive_module.attention_scores_shape(q, k, v)
+    scores_shape = attention_scores_shape(q, k, v)
     dropout_mask = None if cache.dropout_seed is None else full_dropout_mask(cache, scores_shape)
     tensors = [torch.tensor(x, requires_grad=True) for x in (q, k, v)]
     out_t = torch_ops.attention(*tensors, options.get("attn_mask"), options["is_causal"], options["scale"],
@@ -195,12 +191,12 @@ def test_dropout_mask_does_not_depend_on_the_block_size(rng):
 
 
 def test_dropout_mask_keeps_one_minus_p_and_follows_the_generator():
-    keep = position_dropout._dropout_keep(np.uint64(12345), (2, 300, 400), slice(0, 300), slice(0, 400), 0.3)
+    keep = position_dropout.position_keep_mask(np.uint64(12345), (2, 300, 400), slice(0, 300), slice(0, 400), 0.3)
     assert keep.shape == (2, 300, 400)
     assert abs(keep.mean() - 0.7) < 0.005  # 240 000 draws: the standard deviation is 0.001
     assert abs(keep[:, :, ::2].mean() - keep[:, :, 1::2].mean()) < 0.01  # no alternating pattern
     assert not np.array_equal(keep[0], keep[1])  # heads get different masks
-    tile = position_dropout._dropout_keep(np.uint64(12345), (2, 300, 400), slice(10, 17), slice(390, 400), 0.3)
+    tile = position_dropout.position_keep_mask(np.uint64(12345), (2, 300, 400), slice(10, 17), slice(390, 400), 0.3)
     np.testing.assert_array_equal(tile, keep[:, 10:17, 390:400])
 
     x = random_like(np.random.default_rng(0), (1, 8, 4))
@@ -395,7 +391,7 @@ def test_the_running_maximum_is_skipped_only_for_bounded_scores(rng, magnitude, 
 def test_heads_run_in_parallel_give_the_same_numbers(monkeypatch, case):
     import contextlib
 
-    from numpy_attention.functional import tiles
+    from numpy_attention.kernels import schedule as tiles
 
     q, k, v, options = case.build(seed=5)
     out_shape = attention_forward(q, k, v, **options, rng=np.random.default_rng(6))[0].shape

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from example_runner import ROOT
+from helpers.example_runner import ROOT
 
 import gradcheck.__main__ as cli
 from gradcheck import bugs, suite
@@ -96,7 +96,7 @@ def test_dropout_entries_really_drop(name):
 def test_a_registered_tiled_implementation_gets_its_entries(monkeypatch):
     """The flash pair registers itself in ATTENTION_IMPLS; the suite then checks it on the tiling-sensitive cases."""
     from numpy_attention import functional as F
-    from numpy_attention.layers import ATTENTION_IMPLS
+    from numpy_attention.attention_impls import ATTENTION_IMPLS
 
     block_sizes = set()
 

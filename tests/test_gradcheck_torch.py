@@ -10,8 +10,8 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import random_like, require_torch
-from example_runner import ROOT
+from helpers.example_runner import ROOT
+from helpers.numerics import random_like, require_torch
 
 import gradcheck
 import numpy_attention as na

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import random_like
+from helpers.numerics import random_like
 
 from numpy_attention import MultiHeadAttention
 
@@ -29,7 +29,7 @@ BAD_INPUTS = [
     (lambda: MultiHeadAttention(0, 1), ValueError, r"embed_dim must be a positive int; got 0"),
     (lambda: MultiHeadAttention(4, 2.0), TypeError, r"num_heads must be a positive int; got float 2.0"),
     (lambda: MultiHeadAttention(4, 2, dropout=1.0), ValueError, r"dropout must be in \[0, 1\); got 1.0"),
-    (lambda: MultiHeadAttention(4, 2, impl="fast"), ValueError, r"impl must be one of \[.*'naive'.*\]; got 'fast'"),
+    (lambda: MultiHeadAttention(4, 2, impl="fast"), ValueError, r"impl must be one of \[.*'dense'.*\]; got 'fast'"),
     (lambda: MultiHeadAttention(4, 2, batch_first=1), TypeError, r"batch_first must be a bool; got int 1"),
     (lambda: MultiHeadAttention(4, 2, dtype=np.float16), TypeError, r"dtype must be np.float32 or np.float64"),
     (lambda: _call(query=np.zeros((2, 3, 5))), ValueError,

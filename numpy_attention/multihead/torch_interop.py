@@ -54,7 +54,7 @@ def torch_state(torch_module: Any, *, grads: bool = False) -> dict[str, np.ndarr
     return state
 
 
-def from_torch(cls: type, torch_module: Any, *, impl: str = "naive", rng: Any = None) -> Any:
+def from_torch(cls: type, torch_module: Any, *, impl: str = "dense", rng: Any = None) -> Any:
     """A ``cls`` (MultiHeadAttention) with the options, parameters and mode of ``torch_module``."""
     torch = import_torch("MultiHeadAttention.from_torch")
     if not isinstance(torch_module, torch.nn.MultiheadAttention):

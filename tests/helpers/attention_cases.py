@@ -92,3 +92,27 @@ CASES = [
     Case("gqa-causal-dropout", (2, 4, 4, 3), (2, 2, 4, 3), (2, 2, 4, 5), is_causal=True, dropout_p=0.25),
     Case("gqa-mask-dropout-scale", (1, 4, 3, 4), (1, 2, 5, 4), (1, 2, 5, 3), mask="float", dropout_p=0.2, scale=0.3),
 ]
+
+
+# Malformed attention calls: (part of the message, error type, make(zeros) -> (args, kwargs)).
+BAD_CALLS = [
+    ("q, k, v must have the same number", ValueError, lambda z: ((z(2, 3, 4), z(3, 4), z(3, 4)), {})),
+    ("embedding size E", ValueError, lambda z: ((z(2, 3, 4), z(2, 5, 3), z(2, 5, 4)), {})),
+    ("number of keys", ValueError, lambda z: ((z(2, 3, 4), z(2, 5, 4), z(2, 6, 4)), {})),
+    ("multiple of", ValueError, lambda z: ((z(3, 3, 4), z(2, 5, 4), z(2, 5, 4)), {})),
+    ("same number of heads", ValueError, lambda z: ((z(2, 3, 4), z(2, 5, 4), z(1, 5, 4)), {})),
+    ("do not broadcast", ValueError, lambda z: ((z(2, 1, 3, 4), z(3, 1, 5, 4), z(3, 1, 5, 4)), {})),
+    ("attn_mask of shape", ValueError, lambda z: ((z(2, 3, 4),) * 3, {"attn_mask": np.ones((4, 3), bool)})),
+    ("attn_mask must have dtype", TypeError, lambda z: ((z(2, 3, 4),) * 3, {"attn_mask": np.ones((3, 3), int)})),
+    ("cannot be combined", ValueError,
+     lambda z: ((z(2, 3, 4),) * 3, {"attn_mask": np.ones((3, 3), bool), "is_causal": True})),
+    ("dropout_p", ValueError, lambda z: ((z(2, 3, 4),) * 3, {"dropout_p": 1.0})),
+    ("dropout_p", ValueError, lambda z: ((z(2, 3, 4),) * 3, {"dropout_p": -0.1})),
+    ("dropout_p", ValueError, lambda z: ((z(2, 3, 4),) * 3, {"dropout_p": float("nan")})),
+    ("is_causal", TypeError, lambda z: ((z(2, 3, 4),) * 3, {"is_causal": "yes"})),
+    ("q must have dtype", TypeError, lambda z: ((z(3, 4) > 0, z(3, 4), z(3, 4)), {})),
+    ("k must have dtype", TypeError, lambda z: ((z(3, 4), z(3, 4).astype(complex), z(3, 4)), {})),
+    ("v must have dtype", TypeError, lambda z: ((z(3, 4), z(3, 4), z(3, 4).astype(object)), {})),
+    ("must share one dtype", TypeError, lambda z: ((z(3, 4), z(3, 4).astype(np.float32), z(3, 4)), {})),
+    ("rng", TypeError, lambda z: ((z(3, 4),) * 3, {"dropout_p": 0.1, "rng": "seed"})),
+]
