@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import (
+from .validation import (
     as_float_array,
     as_mask,
     broadcast_batch,

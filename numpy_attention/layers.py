@@ -9,7 +9,9 @@ import numpy as np
 
 from . import functional as F
 from . import kernels
-from ._validation import (
+from .attention_impls import ATTENTION_IMPLS, DEFAULT_IMPL
+from .module import Module, check_float_dtype
+from .validation import (
     as_float_array,
     as_generator,
     check_bool,
@@ -19,8 +21,6 @@ from ._validation import (
     check_probability,
     check_real,
 )
-from .attention_impls import ATTENTION_IMPLS, DEFAULT_IMPL
-from .module import Module, check_float_dtype
 
 
 class Linear(Module):

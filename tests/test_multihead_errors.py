@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 from helpers.numerics import random_like
 
 from numpy_attention import MultiHeadAttention
+from numpy_attention.optional import TORCH_HINT
 
 
 def _call(**kwargs):
@@ -92,9 +94,9 @@ def test_backward_needs_a_forward_and_a_dout_of_its_shape(rng):
     assert not any(g.any() for g in module.grads.values())  # a rejected backward accumulates nothing
 
 
-def test_torch_interop_without_torch_names_the_extra(monkeypatch):
+def test_torch_interop_without_torch_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
-    with pytest.raises(ImportError, match=r"to_torch needs PyTorch.*pip install 'numpy_attention\[torch\]'"):
+    with pytest.raises(ImportError, match="to_torch needs PyTorch.*" + re.escape(TORCH_HINT)):
         MultiHeadAttention(4, 2).to_torch()
-    with pytest.raises(ImportError, match=r"from_torch needs PyTorch.*numpy_attention\[torch\]"):
+    with pytest.raises(ImportError, match="from_torch needs PyTorch.*" + re.escape(TORCH_HINT)):
         MultiHeadAttention.from_torch(object())

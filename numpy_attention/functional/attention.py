@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._args import check_attention_args
-from .._validation import check_cache, check_dout, unbroadcast
+from ..validation import check_cache, check_dout, unbroadcast
 from .dropout import draw_keep_mask, dropout_factor
 from .softmax import softmax
 

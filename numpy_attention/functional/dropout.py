@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from .._validation import as_generator
+from ..validation import as_generator
 
 
 def draw_keep_mask(shape: tuple, dropout_p: float, rng: np.random.Generator | None) -> np.ndarray | None:

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .._args import check_attention_args
-from .._validation import check_cache, check_dout, check_positive_int, unbroadcast
+from ..validation import check_cache, check_dout, check_positive_int, unbroadcast
 from .attention import broadcast_qkv, sum_kv
 from .dropout import draw_dropout_seed, position_dropout_factor
 
@@ -126,11 +126,12 @@ def flash_attention_forward(
     O = np.zeros((*Q.shape[:-1], V.shape[-1]), dtype=q.dtype)
     m_out, l_out = np.zeros((*Q.shape[:-1], 1), dtype=q.dtype), np.zeros((*Q.shape[:-1], 1), dtype=q.dtype)
     scores_shape = (*Q.shape[:-1], K.shape[-2])
+    mask = None if attn_mask is None else np.broadcast_to(attn_mask, scores_shape)  # a view: no L x T memory
     for i in blocks(Q.shape[-2], block_size[0]):
         m = np.full((*Q.shape[:-2], i.stop - i.start, 1), -np.inf, dtype=q.dtype)
         l, A = np.zeros_like(m), np.zeros((*m.shape[:-1], V.shape[-1]), dtype=q.dtype)
         for j in blocks(K.shape[-2], block_size[1]):
-            M_ij = tile_mask(attn_mask, is_causal, i, j, q.dtype)
+            M_ij = tile_mask(mask, is_causal, i, j, q.dtype)
             S_ij = scale * (Q[..., i, :] @ K[..., j, :].swapaxes(-1, -2)) + M_ij
             m_new = np.maximum(m, S_ij.max(axis=-1, keepdims=True))
             shift = np.where(np.isneginf(m_new), 0.0, m_new)  # no key seen yet: exp(-inf - 0) = 0
@@ -175,9 +176,10 @@ def flash_attention_backward(
     D = np.sum(dO * O, axis=-1, keepdims=True)
     inv_l = np.divide(1.0, l, out=np.zeros_like(l), where=l != 0)  # 1 / l, and 0 where every key is masked
     scores_shape = (*Q.shape[:-1], K.shape[-2])
+    mask = None if attn_mask is None else np.broadcast_to(attn_mask, scores_shape)
     for i in blocks(Q.shape[-2], block_size[0]):
         for j in blocks(K.shape[-2], block_size[1]):
-            M_ij = tile_mask(attn_mask, is_causal, i, j, q.dtype)
+            M_ij = tile_mask(mask, is_causal, i, j, q.dtype)
             S_ij = scale * (Q[..., i, :] @ K[..., j, :].swapaxes(-1, -2)) + M_ij
             P_ij = np.exp(S_ij - m[..., i, :]) * inv_l[..., i, :]
             Z_ij = position_dropout_factor(seed, dropout_p, scores_shape, i, j, q.dtype)

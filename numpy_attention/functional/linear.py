@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._args import check_linear_args
-from .._validation import check_cache, check_dout
+from ..validation import check_cache, check_dout
 
 
 class LinearCache(NamedTuple):

@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._validation import as_float_array, check_axis, check_cache, check_dout, check_ndim
+from ..validation import as_float_array, check_axis, check_cache, check_dout, check_ndim
 
 
 class SoftmaxCache(NamedTuple):

@@ -23,8 +23,8 @@ from typing import NamedTuple
 import numpy as np
 
 from .._args import check_attention_args
-from .._validation import check_cache, check_dout, unbroadcast
 from ..functional.dropout import draw_keep_mask, dropout_factor
+from ..validation import check_cache, check_dout, unbroadcast
 from . import buffers
 from .schedule import attention_chunks, for_each_chunk, query_tiles
 from .softmax import EXP_SAFE_BOUND, softmax_rows

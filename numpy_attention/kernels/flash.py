@@ -30,8 +30,8 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from .._args import attention_scores_shape, check_attention_options, check_qkv
-from .._validation import check_cache, check_dout, check_positive_int, unbroadcast
 from ..functional.dropout import draw_dropout_seed, position_dropout_factor
+from ..validation import check_cache, check_dout, check_positive_int, unbroadcast
 from . import schedule
 from .dense import apply_mask, causal_mask, merge_groups, scores_bound, split_groups, with_head_axis
 from .softmax import EXP_SAFE_BOUND

@@ -13,8 +13,8 @@ import math
 import numpy as np
 
 from .._args import check_linear_args
-from .._validation import check_cache, check_dout
 from ..functional.linear import LinearCache
+from ..validation import check_cache, check_dout
 from .schedule import matmul
 
 

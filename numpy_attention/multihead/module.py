@@ -21,7 +21,11 @@ import numpy as np
 
 from .. import functional as F
 from .. import kernels
-from .._validation import (
+from ..attention_impls import ATTENTION_IMPLS, DEFAULT_IMPL, WEIGHTS_IMPL
+from ..functional.dropout import dropout_factor
+from ..functional.heads import AppendKeysCache, append_keys_backward, append_keys_forward, merge_heads, split_heads
+from ..module import Module, check_float_dtype
+from ..validation import (
     as_float_array,
     as_generator,
     check_bool,
@@ -31,10 +35,6 @@ from .._validation import (
     check_positive_int,
     check_probability,
 )
-from ..attention_impls import ATTENTION_IMPLS, DEFAULT_IMPL, WEIGHTS_IMPL
-from ..functional.dropout import dropout_factor
-from ..functional.heads import AppendKeysCache, append_keys_backward, append_keys_forward, merge_heads, split_heads
-from ..module import Module, check_float_dtype
 from . import torch_interop
 from .masks import MaskShape, merge_masks
 

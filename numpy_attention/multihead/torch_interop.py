@@ -13,20 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import describe
+from ..optional import import_torch
+from ..validation import describe
 
 PROJECTIONS = ("q_proj", "k_proj", "v_proj")
-
-
-def import_torch(feature: str) -> Any:
-    """``torch``, or an ImportError that says how to install it."""
-    try:
-        import torch
-    except ImportError as err:
-        raise ImportError(
-            f"{feature} needs PyTorch, which is not installed: pip install 'numpy_attention[torch]'"
-        ) from err
-    return torch
 
 
 def torch_state(torch_module: Any, *, grads: bool = False) -> dict[str, np.ndarray]:

@@ -94,6 +94,43 @@ CASES = [
 ]
 
 
+MASK_KINDS = [None, "bool", "float", "bool-padding", "bool-empty-row", "float-empty-row", "causal"]
+
+
+def random_cases(count: int, seed: int) -> list[tuple[Case, int]]:
+    """Seeded random shapes and options, each with a block size that may or may not divide L and S."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for i in range(count):
+        num_kv_heads, group = int(rng.integers(1, 3)), int(rng.integers(1, 4))
+        num_queries, num_keys = (int(n) for n in rng.integers(2, 24, size=2))
+        if rng.random() < 0.3:
+            num_keys = num_queries
+        embed, value_embed = (int(n) for n in rng.integers(1, 7, size=2))
+        batch = [(), (2,), (2, 3)][i % 3]
+        # Broadcast batch dimensions: k and v sometimes share a batch of 1 with q's full one.
+        kv_batch = tuple(1 if rng.random() < 0.4 else n for n in batch)
+        kind = MASK_KINDS[int(rng.integers(len(MASK_KINDS)))]
+        full = (*batch, num_kv_heads * group, num_queries, num_keys)
+        mask_shape = {"bool-padding": (full[0], 1, 1, num_keys) if len(batch) == 1 else None,
+                      "float": (num_queries, num_keys) if rng.random() < 0.5 else None}.get(kind)
+        if kind == "bool-padding" and len(batch) != 1:  # a (B, 1, 1, T) padding mask needs one batch axis
+            kind = "bool"
+        case = Case(
+            f"random-{i}",
+            (*batch, num_kv_heads * group, num_queries, embed),
+            (*kv_batch, num_kv_heads, num_keys, embed),
+            (*kv_batch, num_kv_heads, num_keys, value_embed),
+            mask=None if kind == "causal" else kind,
+            mask_shape=mask_shape,
+            is_causal=kind == "causal",
+            dropout_p=float(rng.choice([0.0, 0.0, 0.3])),
+            scale=None if rng.random() < 0.7 else float(rng.uniform(0.1, 2.0)),
+        )
+        cases.append((case, int(rng.choice([1, 2, 3, 4, 5, 7, 8, 16, 64]))))
+    return cases
+
+
 # Malformed attention calls: (part of the message, error type, make(zeros) -> (args, kwargs)).
 BAD_CALLS = [
     ("q, k, v must have the same number", ValueError, lambda z: ((z(2, 3, 4), z(3, 4), z(3, 4)), {})),

@@ -1,4 +1,4 @@
-"""One validation layer for every public entry point.
+"""One validation layer for every public entry point (public: use it in your own layers too).
 
 Every rejection is a ``ValueError`` (bad value, shape or option) or a
 ``TypeError`` (wrong type or dtype) whose message names the argument, what
