@@ -135,7 +135,8 @@ class ScaledDotProductAttention(Module):
         out, self._cache = attention_forward(
             q, k, v, attn_mask, dropout_p, is_causal, self.scale, rng=self.rng
         )
-        return out, getattr(self._cache, "weights", None)
+        weights = getattr(self._cache, "weights", None)
+        return out, None if weights is None else weights.copy()  # the backward reads the cache's own P
 
     def backward(self, dout: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         _, attention_backward = ATTENTION_IMPLS[self.impl]

@@ -32,9 +32,12 @@ def as_float_array(x: Any, name: str, dtype: np.dtype | None = None) -> np.ndarr
     ``np.array([[1, 0, 1, 0]])`` just works. Bool, complex, object and string
     arrays are rejected: they are never a differentiable input. When ``dtype``
     is given, float input must already have it (as torch refuses mixed dtypes).
+    A subclass (``np.matrix``, a ``MaskedArray`` with nothing masked) is read as
+    the plain ndarray it holds; a ``MaskedArray`` with masked entries, or data
+    in the other byte order, is rejected.
     """
     if isinstance(x, np.ndarray):
-        array = x
+        array = plain_array(x, name)
     elif isinstance(x, (list, tuple, numbers.Number)) and not isinstance(x, bool):
         try:
             array = np.asarray(x)
@@ -53,6 +56,23 @@ def as_float_array(x: Any, name: str, dtype: np.dtype | None = None) -> np.ndarr
     if dtype is not None and array.dtype != np.dtype(dtype):
         raise TypeError(f"{name} must have dtype {np.dtype(dtype)}; got dtype {array.dtype}")
     return array
+
+
+def plain_array(x: np.ndarray, name: str) -> np.ndarray:
+    """``x`` as a base-class ndarray (a view, no copy), when that view means the same numbers."""
+    if isinstance(x, np.ma.MaskedArray):
+        if np.ma.getmaskarray(x).any():
+            raise TypeError(
+                f"{name} is a MaskedArray with {int(np.ma.getmaskarray(x).sum())} masked entries; the attention "
+                f"takes plain arrays: pass {name}.filled(value), or express the masking with attn_mask"
+            )
+        x = np.ma.getdata(x)
+    if x.dtype.byteorder not in "=|" and x.dtype.newbyteorder("=") != x.dtype:
+        raise TypeError(
+            f"{name} must be in the machine's native byte order (dtype {x.dtype.newbyteorder('=').str}); "
+            f"got dtype {x.dtype.str}: convert it with {name}.astype({x.dtype.newbyteorder('=').name!r})"
+        )
+    return x.view(np.ndarray) if type(x) is not np.ndarray else x
 
 
 def check_float_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
@@ -206,6 +226,7 @@ def as_mask_array(mask: Any, name: str, dtype: np.dtype) -> np.ndarray:
             mask = np.asarray(mask)
         else:
             raise TypeError(f"{name} must be a boolean or float NumPy array; got {describe(mask)}")
+    mask = plain_array(mask, name)
     if mask.dtype == np.bool_:
         pass
     elif mask.dtype.kind == "f":

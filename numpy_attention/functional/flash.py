@@ -140,7 +140,7 @@ def flash_attention_forward(
             l = c * l + np.sum(E_ij, axis=-1, keepdims=True)
             A = c * A + (E_ij * Z_ij) @ V[..., j, :]
             m = m_new
-        O[..., i, :] = np.divide(A, l, out=np.zeros_like(A), where=l != 0)  # l = 0: every key masked
+        O[..., i, :] = np.divide(A, l, out=A, where=l != 0)  # l = 0, every key masked: A = 0 V stays (0, or NaN)
         m_out[..., i, :], l_out[..., i, :] = np.where(np.isneginf(m), 0.0, m), l
     return O, FlashAttentionCache(
         q, k, v, attn_mask, is_causal, seed, dropout_p, scale, block_size, O.copy(), m_out, l_out

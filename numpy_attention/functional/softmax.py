@@ -59,7 +59,7 @@ def softmax_forward(x: np.ndarray, axis: int = -1) -> tuple[np.ndarray, SoftmaxC
     check_ndim(x, "x", min_ndim=1)
     axis = check_axis(axis, x.ndim)
     y = softmax(x, axis)
-    return y, SoftmaxCache(y=y, axis=axis)
+    return y, SoftmaxCache(y=y.copy(), axis=axis)  # the cache's own y: the caller may edit the returned one
 
 
 def softmax_backward(dout: np.ndarray, cache: SoftmaxCache) -> np.ndarray:

@@ -136,6 +136,7 @@ def scores_bound(q_scaled: np.ndarray, k: np.ndarray) -> float:
         return math.sqrt(squared[0] * squared[1])
 
 
+@np.errstate(invalid="ignore")
 def attention_forward(
     q: np.ndarray,
     k: np.ndarray,
@@ -182,6 +183,7 @@ def attention_forward(
         batch, weights5.shape[-4:-2], query_tiles(num_queries, num_keys, q.itemsize, is_causal), num_keys, q.itemsize
     )
 
+    @np.errstate(invalid="ignore")  # NaN from inf - inf spreads as in torch (threads: set here)
     def attend(heads: tuple) -> None:
         # Scaling Q (L x E) instead of the scores (L x S) is the same product, cheaper.
         q_heads, k_heads, v_heads = q5[heads] * scale, k5[heads], v5[heads]
@@ -196,8 +198,8 @@ def attention_forward(
             heads_mask = None if mask5 is None else mask5[heads]
         # Within the bound exp stays in range: the softmax skips its shift by the row maximum.
         shift = not (zero_or_blocking_mask and bound <= EXP_SAFE_BOUND[q.dtype])
-        # K^T stored as such (E, S): BLAS multiplies a short tile of rows by it much faster
-        # than by a transposed view of K (1.3x for 64 rows, 1.8x for 32: the causal tiles).
+        # K^T stored as such (E, T): BLAS multiplies a short tile of rows by it faster than by a
+        # transposed view of K, most of all for the short causal tiles (docs/performance.md).
         k_t = np.ascontiguousarray(k_heads.swapaxes(-1, -2))
         weights_heads, out_heads = weights5[heads], out5[heads]
         for rows, keys in query_tiles(num_queries, num_keys, q.itemsize, causal):
@@ -241,6 +243,7 @@ def attention_output_shape(cache: AttentionCache) -> tuple:
     return cache.out.shape
 
 
+@np.errstate(invalid="ignore")
 def attention_backward(
     dout: np.ndarray, cache: AttentionCache
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -284,13 +287,16 @@ def attention_backward(
         num_keys, q.itemsize,
     )
 
+    @np.errstate(invalid="ignore")  # NaN from inf - inf spreads as in torch (threads: set here)
     def attend_backward(heads: tuple) -> None:
         q_heads, k_heads, dout_heads = q5[heads], k5[heads], dout5[heads]
         # V^T stored as such, for the product dO V^T (see K^T in the forward).
         v_t = np.ascontiguousarray(v5[heads].swapaxes(-1, -2))
         # rowsum(dP * P) of the softmax backward, as rowsum(dO * O): (hk, G, L, 1).
         out_dot = np.einsum("...e,...e->...", dout_heads, out5[heads])[..., None]
-        for rows, keys in query_tiles(num_queries, num_keys, q.itemsize, bool(causal_heads[heads].all())):
+        # The forward's causal tiles serve only if dO is finite too: a NaN there reaches every key in torch.
+        causal = bool(causal_heads[heads].all()) and all_finite(dout_heads)
+        for rows, keys in query_tiles(num_queries, num_keys, q.itemsize, causal):
             probs, dout_rows = weights5[heads][..., rows, keys], dout_heads[..., rows, :]
             keep_scale = None if keep5 is None else dropout_factor(keep5[heads][..., rows, keys], dropout_p, q.dtype)
             dropped = probs if keep_scale is None else probs * keep_scale

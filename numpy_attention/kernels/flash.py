@@ -54,13 +54,10 @@ def default_block_size(dtype: np.dtype, head_dim: int) -> tuple[int, int]:
     Why tall: a row block pays a fixed cost (its scaled queries, D, the final
     division) once for all its key tiles, and the backward's dK_J += dS^T Q_I
     runs over the rows, so more rows make that product longer and its
-    read-modify-write of dK_J, dV_J rarer. At L = S = 2048, E = 64, float32
-    (2 cores), 512 x 256 tiles took 0.90x the naive pair's
-    forward + backward, 256 x 256 1.03x and 256 x 512 0.94x.
-    Smaller tiles pay the Python loop's fixed cost per tile on less work,
-    hence the floor of 32. Heads and batch entries are not counted: the
-    matmuls, where the time goes, work on one head at a time, and measured on
-    16 heads, shrinking the block to fit them all made it slower, not faster.
+    read-modify-write of dK_J, dV_J rarer (docs/performance.md, "Tile shapes",
+    has the timings). Smaller tiles pay the Python loop's fixed cost per tile
+    on less work, hence the floor of 32. Heads and batch entries are not
+    counted: the matmuls, where the time goes, work on one head at a time.
     """
     itemsize = np.dtype(dtype).itemsize
 
@@ -214,6 +211,7 @@ def _head_views(
     return _HeadViews(q4, k4, v4, mask4, np.arange(math.prod(heads)).reshape(heads))
 
 
+@np.errstate(invalid="ignore")
 def flash_attention_forward(
     q: np.ndarray,
     k: np.ndarray,
@@ -280,6 +278,7 @@ def flash_attention_forward(
         abs(scale) * scores_bound(views.q, views.k) <= EXP_SAFE_BOUND[q.dtype]
     )
 
+    @np.errstate(invalid="ignore")  # NaN from inf - inf spreads as in torch (threads: set here)
     def attend(chunk: tuple) -> None:
         # Heads are independent: each chunk's online softmax runs on its own core.
         query_heads = views.query_heads(chunk)
@@ -316,7 +315,9 @@ def flash_attention_forward(
                 contribution = split_groups(dropped, chunk_kv_heads) @ v_heads[..., cols, :]
                 acc = correction * acc + merge_groups(contribution, chunk_heads)
             seen = row_sum != 0  # False only for a row whose keys are all masked (a NaN row stays NaN)
-            np.divide(acc, row_sum, out=out_heads[..., rows, :], where=seen)  # a fully masked row stays 0
+            # A fully masked row keeps A = 0 V: 0, or NaN where a value is NaN, as the dense pair's 0 @ V.
+            np.divide(acc, row_sum, out=out_heads[..., rows, :], where=seen)
+            np.copyto(out_heads[..., rows, :], acc, where=~seen)
             # A fully masked row keeps max 0 and log-sum +inf: the backward's 1 / l is exp(-inf) = 0.
             max_heads[..., rows] = np.where(seen, row_max, 0.0)[..., 0]
             log_sum_heads[..., rows] = np.log(row_sum, out=np.full_like(row_sum, np.inf), where=seen)[..., 0]
@@ -325,12 +326,13 @@ def flash_attention_forward(
 
     if q.ndim == 2:
         out = out[0]
-    cache = FlashAttentionCache(
-        q, k, v, attn_mask, out, final_max, log_row_sum, dropout_seed, dropout_p, is_causal, scale, block_size
+    cache = FlashAttentionCache(  # the cache's own copy of O: a caller may add to the returned output in place
+        q, k, v, attn_mask, out.copy(), final_max, log_row_sum, dropout_seed, dropout_p, is_causal, scale, block_size
     )
     return out, cache
 
 
+@np.errstate(invalid="ignore")
 def flash_attention_backward(
     dout: np.ndarray, cache: FlashAttentionCache
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -371,6 +373,7 @@ def flash_attention_backward(
     block_rows, block_keys = block_size
     shifted = bool(row_max.any())  # all 0 when the forward's scores were bounded: nothing to subtract
 
+    @np.errstate(invalid="ignore")  # NaN from inf - inf spreads as in torch (threads: set here)
     def attend_backward(chunk: tuple) -> None:
         query_heads = views.query_heads(chunk)
         q_heads, k_heads, v_heads = views.q[query_heads], views.k[chunk], views.v[chunk]
