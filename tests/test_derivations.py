@@ -44,6 +44,7 @@ REQUIRED_SECTIONS = [
     "Embedding",
     "Cross-entropy loss",
     "Adam",
+    "RoPE",
 ]
 # Prefixes under which a dotted name is somebody else's: NumPy, torch, the standard library.
 FOREIGN_PREFIXES = {"np", "numpy", "torch", "math", "matplotlib", "plt", "self"}
