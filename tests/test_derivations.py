@@ -45,6 +45,7 @@ REQUIRED_SECTIONS = [
     "Cross-entropy loss",
     "Adam",
     "RoPE",
+    "RMSNorm and QK-norm",
 ]
 # Prefixes under which a dotted name is somebody else's: NumPy, torch, the standard library.
 FOREIGN_PREFIXES = {"np", "numpy", "torch", "math", "matplotlib", "plt", "self"}

@@ -20,6 +20,7 @@ from .embedding import EmbeddingCache, embedding_backward, embedding_forward
 from .flash import FlashAttentionCache, flash_attention_backward, flash_attention_forward
 from .linear import LinearCache, linear_backward, linear_forward
 from .loss import CrossEntropyCache, cross_entropy_backward, cross_entropy_forward
+from .rms_norm import RMSNormCache, rms_norm_backward, rms_norm_forward
 from .rope import RopeCache, rope_backward, rope_forward
 from .softmax import SoftmaxCache, softmax_backward, softmax_forward
 
@@ -29,6 +30,7 @@ __all__ = [
     "EmbeddingCache",
     "FlashAttentionCache",
     "LinearCache",
+    "RMSNormCache",
     "RopeCache",
     "SoftmaxCache",
     "attention_backward",
@@ -41,6 +43,8 @@ __all__ = [
     "flash_attention_forward",
     "linear_backward",
     "linear_forward",
+    "rms_norm_backward",
+    "rms_norm_forward",
     "rope_backward",
     "rope_forward",
     "scaled_dot_product_attention",
