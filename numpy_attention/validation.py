@@ -295,8 +295,9 @@ def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
 
 # --- positions and the options of today's attention (RoPE, score modifications, masks) -------------
 
-def as_positions(x: Any, name: str, length: int) -> np.ndarray:
-    """Integer token positions, one per row: a 1-D integer array of ``length`` entries (any sign).
+def as_positions(x: Any, name: str, length: int | None = None) -> np.ndarray:
+    """Integer token positions, one per row: a 1-D integer array of ``length`` entries (any length
+    when None), of any sign.
 
     Positions are labels, not numbers to differentiate: float and bool arrays
     are rejected rather than rounded. Returned as int64 (a copy only when the
@@ -308,8 +309,10 @@ def as_positions(x: Any, name: str, length: int) -> np.ndarray:
         raise TypeError(f"{name} must be a 1-D NumPy array of integer positions; got {describe(x)}")
     if x.dtype.kind not in "iu":
         raise TypeError(f"{name} must have an integer dtype (positions); got dtype {x.dtype}")
-    if x.shape != (length,):
-        raise ValueError(f"{name} must have shape ({length},), one position per row; got shape {x.shape}")
+    if length is None and x.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, one position each; got shape {x.shape}")
+    if length is not None and x.shape != (length,):
+        raise ValueError(f"{name} must have shape ({length},), one position each; got shape {x.shape}")
     if x.dtype.kind == "u" and x.size and x.max() > np.iinfo(np.int64).max:
         raise ValueError(f"{name} must fit in int64; got {x.max()}")
     return x.astype(np.int64, copy=False)
