@@ -22,6 +22,14 @@ from .linear import LinearCache, linear_backward, linear_forward
 from .loss import CrossEntropyCache, cross_entropy_backward, cross_entropy_forward
 from .rms_norm import RMSNormCache, rms_norm_backward, rms_norm_forward
 from .rope import RopeCache, rope_backward, rope_forward
+from .score_mods import (
+    ScoreModCache,
+    SoftmaxWithSinkCache,
+    score_mod_backward,
+    score_mod_forward,
+    softmax_with_sink_backward,
+    softmax_with_sink_forward,
+)
 from .softmax import SoftmaxCache, softmax_backward, softmax_forward
 
 __all__ = [
@@ -32,7 +40,9 @@ __all__ = [
     "LinearCache",
     "RMSNormCache",
     "RopeCache",
+    "ScoreModCache",
     "SoftmaxCache",
+    "SoftmaxWithSinkCache",
     "attention_backward",
     "attention_forward",
     "cross_entropy_backward",
@@ -48,6 +58,10 @@ __all__ = [
     "rope_backward",
     "rope_forward",
     "scaled_dot_product_attention",
+    "score_mod_backward",
+    "score_mod_forward",
     "softmax_backward",
     "softmax_forward",
+    "softmax_with_sink_backward",
+    "softmax_with_sink_forward",
 ]
