@@ -206,3 +206,49 @@ def softmax_with_sink(scores: Any, sinks: Any, visible: np.ndarray | None = None
         scores = scores.masked_fill(~torch.as_tensor(visible), -torch.inf)
     sink_column = sinks[:, None, None].expand(*scores.shape[:-1], 1)
     return torch.softmax(torch.cat([scores, sink_column], dim=-1), dim=-1)[..., :-1]
+
+
+def attention_with_options(
+    q: Any, k: Any, v: Any, sinks: Any = None, *, attn_mask: np.ndarray | None = None, is_causal: bool = False,
+    scale: float | None = None, softcap: float | None = None, alibi_slopes: Any = None,
+    window: tuple | None = None, query_offset: int = 0,
+) -> Any:
+    """Attention with every option of today's models, from the published formulas in plain torch ops.
+
+    Scores ``scale * q k^T``; ``softcap``: ``c tanh(s / c)``; ALiBi: ``- slope_h |i + offset - j|``; the
+    masks (boolean ``attn_mask``, causal, ``window=(left, right)``, as triangles of torch's ``tril`` /
+    ``triu`` with diagonals shifted by ``query_offset``) ANDed, a float ``attn_mask`` added; ``sinks``: a
+    softmax over the logits with one sink column per head appended, then dropped. Grouped-query heads
+    by repetition. A row with no visible key gives 0 (without sinks: its weights are 0).
+    """
+    torch = require_torch()
+    group = q.shape[-3] // k.shape[-3]
+    k, v = k.repeat_interleave(group, dim=-3), v.repeat_interleave(group, dim=-3)
+    length, keys = q.shape[-2], k.shape[-2]
+    scores = (scale if scale is not None else 1 / math.sqrt(q.shape[-1])) * q @ k.transpose(-1, -2)
+    if softcap is not None:
+        scores = softcap * torch.tanh(scores / softcap)
+    if alibi_slopes is not None:
+        query_pos = torch.arange(length)[:, None] + query_offset
+        distance = (query_pos - torch.arange(keys)[None, :]).abs()
+        scores = scores - torch.as_tensor(alibi_slopes, dtype=scores.dtype)[:, None, None] * distance
+    allowed = torch.ones(length, keys, dtype=torch.bool)
+    if is_causal:
+        allowed = allowed.tril(query_offset)
+    if window is not None and window[0] is not None:
+        allowed = allowed.triu(query_offset - window[0])
+    if window is not None and window[1] is not None:
+        allowed = allowed.tril(query_offset + window[1])
+    mask = as_mask_tensor(attn_mask, q.dtype)
+    if mask is not None and mask.dtype == torch.bool:
+        allowed = allowed & mask
+    elif mask is not None:
+        scores = scores + mask
+    scores = scores.masked_fill(~allowed, -torch.inf)
+    if sinks is not None:
+        sink_column = sinks[:, None, None].expand(*scores.shape[:-1], 1)
+        weights = torch.softmax(torch.cat([scores, sink_column], dim=-1), dim=-1)[..., :-1]
+    else:  # softmax of a row of -inf is NaN: give such rows finite logits, then weights 0
+        empty = torch.isneginf(scores).all(dim=-1, keepdim=True)
+        weights = torch.softmax(scores.masked_fill(empty, 0.0), dim=-1).masked_fill(empty, 0.0)
+    return weights @ v
