@@ -317,15 +317,15 @@ def _rope_case(interleaved: bool) -> Case:
 SINK_VISIBLE = F.score_mods.visible(np.arange(4) - 1, np.arange(5), is_causal=True, window=(2, None))
 
 
-def masked_sink_softmax_forward(scores: np.ndarray, sinks: np.ndarray) -> tuple:
-    """The sink softmax of scores under :data:`SINK_VISIBLE` (the mask is a constant: no gradient)."""
-    return F.softmax_with_sink_forward(np.where(SINK_VISIBLE, scores, -np.inf), sinks)
+def masked_sink_softmax_forward(S: np.ndarray, sinks: np.ndarray) -> tuple:
+    """The sink softmax of scores S under :data:`SINK_VISIBLE` (the mask is a constant: no gradient)."""
+    return F.softmax_with_sink_forward(np.where(SINK_VISIBLE, S, -np.inf), sinks)
 
 
-def sink_softmax_backward_without_dsinks(dprobs: np.ndarray, cache: F.SoftmaxWithSinkCache) -> tuple:
+def sink_softmax_backward_without_dsinks(dP: np.ndarray, cache: F.SoftmaxWithSinkCache) -> tuple:
     """The scores' gradient right, the sinks' left at zero, as a backward written before sinks existed."""
-    dscores, dsinks = F.softmax_with_sink_backward(dprobs, cache)
-    return dscores, np.zeros_like(dsinks)  # WRONG: dsinks = -sum(P_sink * D) over batch and rows
+    dS, dsinks = F.softmax_with_sink_backward(dP, cache)
+    return dS, np.zeros_like(dsinks)  # WRONG: dsinks = -sum(P_sink * D) over batch and rows
 
 
 def _sink_case(backward: Callable) -> Case:

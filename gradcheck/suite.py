@@ -407,8 +407,8 @@ def sink_softmax_target(dtype: np.dtype) -> Target:
     scores, sinks = normal(dtype, (2, 3, 4, 5), (3,), seed=22)
     seen = F.score_mods.visible(np.arange(4) - 1, np.arange(5), is_causal=True, window=(1, None))
 
-    def masked_sink_softmax_forward(scores: np.ndarray, sinks: np.ndarray) -> tuple:
-        return F.softmax_with_sink_forward(np.where(seen, scores, -np.inf), sinks)
+    def masked_sink_softmax_forward(S: np.ndarray, sinks: np.ndarray) -> tuple:
+        return F.softmax_with_sink_forward(np.where(seen, S, -np.inf), sinks)
 
     return Target((scores, sinks), masked_sink_softmax_forward, F.softmax_with_sink_backward,
                   torch_forward=functools.partial(torch_ops.softmax_with_sink, visible=seen))

@@ -102,7 +102,7 @@ def test_score_mod_rejects_bad_input():
             score_mod_forward(scores, query_pos, key_pos, softcap=softcap)
     with pytest.raises(ValueError, match=r"alibi_slopes must have shape \(3,\).*\(2,\)"):
         score_mod_forward(scores, query_pos, key_pos, alibi_slopes=np.ones(2))
-    with pytest.raises(ValueError, match=r"scores must be \(\.\.\., Hq, l, t\).*\(4, 6\)"):
+    with pytest.raises(ValueError, match=r"S must be \(\.\.\., Hq, l, t\).*\(4, 6\)"):
         score_mod_forward(scores[0], query_pos, key_pos, alibi_slopes=SLOPES)
     with pytest.raises(TypeError, match="alibi_slopes"):
         score_mod_forward(scores, query_pos, key_pos, alibi_slopes=np.ones(3, bool))
@@ -111,7 +111,7 @@ def test_score_mod_rejects_bad_input():
     with pytest.raises(TypeError, match="key_pos must have an integer dtype"):
         score_mod_forward(scores, query_pos, key_pos.astype(float))
     _, cache = score_mod_forward(scores, query_pos, key_pos, softcap=1.0)
-    with pytest.raises(ValueError, match=r"dscores_mod must have the forward output's shape \(3, 4, 6\)"):
+    with pytest.raises(ValueError, match=r"dS_mod must have the forward output's shape \(3, 4, 6\)"):
         score_mod_backward(scores[0], cache)
     with pytest.raises(TypeError, match="cache must be the ScoreModCache"):
         score_mod_backward(scores, None)
@@ -231,11 +231,11 @@ def test_sink_softmax_matches_its_torch_twin_with_masked_and_empty_rows(rng):
     full = torch_sink_softmax(scores_t, sinks_t)
     full[..., :-1].backward(torch.tensor(dprobs))
     assert rel_error(probs, full[..., :-1].detach().numpy()) < 1e-12
-    assert rel_error(cache.sink_probs, full[..., -1:].detach().numpy()) < 1e-12
+    assert rel_error(cache.P_sink, full[..., -1:].detach().numpy()) < 1e-12
     assert rel_error(dscores, scores_t.grad.numpy()) < 1e-12 and rel_error(dsinks, sinks_t.grad.numpy()) < 1e-12
-    assert (probs[0, 1, 2] == 0).all() and cache.sink_probs[0, 1, 2, 0] == 1.0 and (dscores[0, 1, 2] == 0).all()
+    assert (probs[0, 1, 2] == 0).all() and cache.P_sink[0, 1, 2, 0] == 1.0 and (dscores[0, 1, 2] == 0).all()
     assert np.isfinite(dscores).all() and (dscores[np.isneginf(scores)] == 0).all()
-    assert rel_error(probs.sum(-1, keepdims=True) + cache.sink_probs, np.ones_like(cache.sink_probs)) < 1e-15
+    assert rel_error(probs.sum(-1, keepdims=True) + cache.P_sink, np.ones_like(cache.P_sink)) < 1e-15
 
 
 def test_sink_gradient_of_attention_is_minus_p_sink_times_rowsum_dout_out(rng):
@@ -265,16 +265,16 @@ def test_sink_softmax_keeps_float32_and_rejects_bad_sinks(rng):
     probs, cache = softmax_with_sink_forward(scores, sinks)
     dscores, dsinks = softmax_with_sink_backward(random_like(rng, probs.shape, np.float32), cache)
     assert probs.dtype == dscores.dtype == dsinks.dtype == np.float32
-    assert not np.shares_memory(probs, cache.probs)
+    assert not np.shares_memory(probs, cache.P)
     with pytest.raises(ValueError, match=r"sinks must have shape \(3,\), one value per query head; got shape \(4,\)"):
         softmax_with_sink_forward(scores, np.zeros(4, np.float32))
     with pytest.raises(TypeError, match="sinks must have the scores' dtype float32; got dtype float64"):
         softmax_with_sink_forward(scores, np.zeros(3))
     with pytest.raises(ValueError, match="sinks must be finite"):
         softmax_with_sink_forward(scores, np.array([0, -np.inf, 0], np.float32))
-    with pytest.raises(ValueError, match=r"scores must be \(\.\.\., Hq, l, t\)"):
+    with pytest.raises(ValueError, match=r"S must be \(\.\.\., Hq, l, t\)"):
         softmax_with_sink_forward(scores[0], sinks)
-    with pytest.raises(ValueError, match=r"dprobs must have the forward output's shape"):
+    with pytest.raises(ValueError, match=r"dP must have the forward output's shape"):
         softmax_with_sink_backward(np.zeros((ROWS, KEYS), np.float32), cache)
 
 

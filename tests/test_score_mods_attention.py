@@ -29,11 +29,11 @@ from numpy_attention.functional.softmax import softmax
 
 class ComposedCache(NamedTuple):
     q: np.ndarray
-    k_heads: np.ndarray
-    v_heads: np.ndarray
-    probs: np.ndarray
-    sink_probs: np.ndarray | None
-    out: np.ndarray
+    K: np.ndarray
+    V: np.ndarray
+    P: np.ndarray
+    P_sink: np.ndarray | None
+    O: np.ndarray
     mod_cache: object
     scale: float
     group: int
@@ -42,35 +42,35 @@ class ComposedCache(NamedTuple):
 def composed_attention_forward(q, k, v, sinks=None, *, attn_mask=None, is_causal=False, softcap=None,
                                alibi_slopes=None, window=None, query_offset=0):
     group = q.shape[-3] // k.shape[-3]
-    k_heads, v_heads = np.repeat(k, group, axis=-3), np.repeat(v, group, axis=-3)
+    K, V = np.repeat(k, group, axis=-3), np.repeat(v, group, axis=-3)  # (..., Hq, T, E), (..., Hq, T, Ev)
     scale = 1 / math.sqrt(q.shape[-1])
     query_pos, key_pos = np.arange(q.shape[-2]) + query_offset, np.arange(k.shape[-2])
-    scores, mod_cache = score_mod_forward(scale * q @ k_heads.swapaxes(-1, -2), query_pos, key_pos,
-                                          softcap=softcap, alibi_slopes=alibi_slopes)
+    S, mod_cache = score_mod_forward(scale * q @ K.swapaxes(-1, -2), query_pos, key_pos,
+                                     softcap=softcap, alibi_slopes=alibi_slopes)
     allowed = visible(query_pos, key_pos, is_causal=is_causal, window=window)
     if attn_mask is not None:
         allowed = allowed & attn_mask
-    scores = np.where(allowed, scores, -np.inf)
+    S = np.where(allowed, S, -np.inf)
     if sinks is None:
-        probs, sink_probs = softmax(scores), None
+        P, P_sink = softmax(S), None
     else:
-        probs, sink_probs = softmax_with_sink(scores, sinks)
-    out = probs @ v_heads
-    return out, ComposedCache(q, k_heads, v_heads, probs, sink_probs, out, mod_cache, scale, group)
+        P, P_sink = softmax_with_sink(S, sinks)
+    O = P @ V
+    return O, ComposedCache(q, K, V, P, P_sink, O, mod_cache, scale, group)
 
 
-def composed_attention_backward(dout, cache):
+def composed_attention_backward(dO, cache):
     def sum_over_group(x):
         return x.reshape(*x.shape[:-3], -1, cache.group, *x.shape[-2:]).sum(axis=-3)
 
-    dv_heads = cache.probs.swapaxes(-1, -2) @ dout
-    dprobs = dout @ cache.v_heads.swapaxes(-1, -2)
-    out_dot = np.sum(dout * cache.out, axis=-1, keepdims=True)  # D = rowsum(dO * O)
-    dscores = score_mod_backward(cache.probs * (dprobs - out_dot), cache.mod_cache)
-    dq = cache.scale * dscores @ cache.k_heads
-    dk_heads = cache.scale * dscores.swapaxes(-1, -2) @ cache.q
-    grads = (dq, sum_over_group(dk_heads), sum_over_group(dv_heads))
-    return grads if cache.sink_probs is None else (*grads, sink_grad(cache.sink_probs, out_dot))
+    dV = cache.P.swapaxes(-1, -2) @ dO
+    dP = dO @ cache.V.swapaxes(-1, -2)
+    D = np.sum(dO * cache.O, axis=-1, keepdims=True)
+    dS = score_mod_backward(cache.P * (dP - D), cache.mod_cache)  # the gradient of the raw scaled scores
+    dQ = cache.scale * dS @ cache.K
+    dK = cache.scale * dS.swapaxes(-1, -2) @ cache.q
+    grads = (dQ, sum_over_group(dK), sum_over_group(dV))
+    return grads if cache.P_sink is None else (*grads, sink_grad(cache.P_sink, D))
 
 
 SLOPES = 2.0 ** -np.arange(1.0, 5.0)  # 4 query heads
@@ -128,8 +128,8 @@ def test_rows_without_a_visible_key_give_zero_output_with_and_without_sinks():
         assert empty.any() and (out[..., empty, :] == 0).all()
         grads = composed_attention_backward(random_like(np.random.default_rng(3), out.shape), cache)
         assert (grads[0][..., empty, :] == 0).all()
-        if cache.sink_probs is not None:
-            assert (cache.sink_probs[..., empty, :] == 1).all()
+        if cache.P_sink is not None:
+            assert (cache.P_sink[..., empty, :] == 1).all()
 
 
 def test_with_query_offset_zero_causal_matches_torch_sdpa():

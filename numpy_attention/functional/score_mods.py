@@ -15,8 +15,10 @@ the tiled kernels (many small tiles) call the same lines:
   gradient ``dsinks_h = -sum(P_sink * D)``; the pair
   :func:`softmax_with_sink_forward` / :func:`softmax_with_sink_backward` checks it.
 
-Scores are (..., Hq, l, t): heads on axis -3, l query rows, t keys. Query
-positions already include the attention's ``query_offset``.
+Scores S are (..., Hq, l, t): heads on axis -3, the tile's l query rows and t
+keys (L and T for the whole matrix); P are the weights and D = rowsum(dO * O),
+as in docs/derivations.md's Conventions. Query positions already include the
+attention's ``query_offset``.
 
 See docs/derivations.md, sections "Soft-capping", "ALiBi", "Sliding window and
 causal masks as a predicate" and "Attention sinks".
@@ -54,17 +56,17 @@ class ScoreModCache(NamedTuple):
 class SoftmaxWithSinkCache(NamedTuple):
     """What the sink softmax backward needs: the weights over the keys and the sink's weight per row."""
 
-    probs: np.ndarray
-    sink_probs: np.ndarray
+    P: np.ndarray
+    P_sink: np.ndarray
 
 
-def as_scores(scores: np.ndarray, name: str, *, heads: bool) -> np.ndarray:
+def as_scores(S: np.ndarray, name: str, *, heads: bool) -> np.ndarray:
     """A float (..., l, t) array of scores; (..., Hq, l, t) when ``heads`` (a per-head option is given)."""
-    scores = as_float_array(scores, name)
-    if scores.ndim < (3 if heads else 2):
+    S = as_float_array(S, name)
+    if S.ndim < (3 if heads else 2):
         layout = "(..., Hq, l, t) with the query heads on axis -3" if heads else "(..., l, t)"
-        raise ValueError(f"{name} must be {layout}; got shape {scores.shape}")
-    return scores
+        raise ValueError(f"{name} must be {layout}; got shape {S.shape}")
+    return S
 
 
 def alibi_bias(query_pos: np.ndarray, key_pos: np.ndarray, slopes: np.ndarray) -> np.ndarray:
@@ -74,14 +76,14 @@ def alibi_bias(query_pos: np.ndarray, key_pos: np.ndarray, slopes: np.ndarray) -
 
 
 def score_mod_forward(
-    scores: np.ndarray, query_pos: np.ndarray, key_pos: np.ndarray, *, softcap: float | None = None,
+    S: np.ndarray, query_pos: np.ndarray, key_pos: np.ndarray, *, softcap: float | None = None,
     alibi_slopes: np.ndarray | None = None,
 ) -> tuple[np.ndarray, ScoreModCache]:
     """Soft-cap, then ALiBi, on a tile of scaled scores ``s = scale * q.k`` (before any mask).
 
     Parameters
     ----------
-    scores : ndarray (..., Hq, l, t) (or (..., l, t) without ``alibi_slopes``)
+    S : ndarray (..., Hq, l, t) (or (..., l, t) without ``alibi_slopes``)
     query_pos : integer ndarray (l,)
         The tile's query positions, ``query_offset`` included.
     key_pos : integer ndarray (t,)
@@ -93,43 +95,43 @@ def score_mod_forward(
 
     Returns
     -------
-    scores_mod : ndarray, the shape and dtype of ``scores`` (a new array)
+    S_mod : ndarray, the shape and dtype of ``S`` (a new array)
     cache : ScoreModCache
     """
-    scores = as_scores(scores, "scores", heads=alibi_slopes is not None)
-    query_pos = as_positions(query_pos, "query_pos", scores.shape[-2])
-    key_pos = as_positions(key_pos, "key_pos", scores.shape[-1])
+    S = as_scores(S, "S", heads=alibi_slopes is not None)
+    query_pos = as_positions(query_pos, "query_pos", S.shape[-2])
+    key_pos = as_positions(key_pos, "key_pos", S.shape[-1])
     softcap = check_softcap(softcap)
     tanh_scaled = None
     if softcap is None:
-        scores_mod = scores.copy()
+        S_mod = S.copy()
     else:
-        tanh_scaled = np.tanh(scores / softcap)
-        scores_mod = softcap * tanh_scaled
+        tanh_scaled = np.tanh(S / softcap)
+        S_mod = softcap * tanh_scaled
     if alibi_slopes is not None:
-        slopes = as_head_vector(alibi_slopes, "alibi_slopes", scores.shape[-3], scores.dtype, cast=True)
-        scores_mod += alibi_bias(query_pos, key_pos, slopes)
-    return scores_mod, ScoreModCache(tanh_scaled, scores.shape, scores.dtype)
+        slopes = as_head_vector(alibi_slopes, "alibi_slopes", S.shape[-3], S.dtype, cast=True)
+        S_mod += alibi_bias(query_pos, key_pos, slopes)
+    return S_mod, ScoreModCache(tanh_scaled, S.shape, S.dtype)
 
 
-def score_mod_backward(dscores_mod: np.ndarray, cache: ScoreModCache) -> np.ndarray:
+def score_mod_backward(dS_mod: np.ndarray, cache: ScoreModCache) -> np.ndarray:
     """Gradient of the raw scores from that of the modified ones.
 
     ALiBi adds a constant, which passes the gradient through; soft-capping
     ``c tanh(s / c)`` has the derivative ``1 - tanh(s / c)**2``::
 
-        dscores = dscores_mod * (1 - tanh(s / c)**2)      (..., Hq, l, t)
+        dS = dS_mod * (1 - tanh(S / c)**2)      (..., Hq, l, t)
 
-    (``dscores = dscores_mod``, copied, without soft-capping.)
+    (``dS = dS_mod``, copied, without soft-capping.)
 
     See docs/derivations.md, section "Soft-capping".
     """
     check_cache(cache, ScoreModCache, "score_mod_forward")
-    dscores_mod = check_dout(dscores_mod, cache.shape, cache.dtype, name="dscores_mod")
+    dS_mod = check_dout(dS_mod, cache.shape, cache.dtype, name="dS_mod")
     if cache.tanh_scaled is None:
-        return dscores_mod.copy()
-    dscores = dscores_mod * (1 - cache.tanh_scaled * cache.tanh_scaled)
-    return dscores
+        return dS_mod.copy()
+    dS = dS_mod * (1 - cache.tanh_scaled * cache.tanh_scaled)
+    return dS
 
 
 def key_band(
@@ -166,67 +168,67 @@ def visible(
     return (first[:, None] <= key_pos[None, :]) & (key_pos[None, :] <= last[:, None])
 
 
-def softmax_with_sink(scores: np.ndarray, sinks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def softmax_with_sink(S: np.ndarray, sinks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Softmax over the keys plus one sink logit per head; the sink's column is dropped after it.
 
-    ``scores`` (..., Hq, l, t), masked entries -inf; ``sinks`` (Hq,), finite.
-    Returns ``probs`` (..., Hq, l, t), whose rows sum to ``1 - sink_probs``, and
-    ``sink_probs`` (..., Hq, l, 1). A row with every key masked gives ``probs`` 0
-    and ``sink_probs`` 1 (never NaN): the sink keeps the denominator positive.
+    ``S`` (..., Hq, l, t), masked entries -inf; ``sinks`` (Hq,), finite.
+    Returns ``P`` (..., Hq, l, t), whose rows sum to ``1 - P_sink``, and
+    ``P_sink`` (..., Hq, l, 1). A row with every key masked gives ``P`` 0
+    and ``P_sink`` 1 (never NaN): the sink keeps the denominator positive.
     """
     sink = sinks[:, None, None]  # (Hq, 1, 1)
-    row_max = np.maximum(scores.max(axis=-1, keepdims=True, initial=-np.inf), sink)  # (..., Hq, l, 1), finite
-    exp_scores = np.exp(scores - row_max)  # (..., Hq, l, t)
+    row_max = np.maximum(S.max(axis=-1, keepdims=True, initial=-np.inf), sink)  # (..., Hq, l, 1), finite
+    exp_S = np.exp(S - row_max)  # (..., Hq, l, t)
     exp_sink = np.exp(sink - row_max)  # (..., Hq, l, 1)
-    denominator = exp_scores.sum(axis=-1, keepdims=True) + exp_sink  # (..., Hq, l, 1), >= 1
-    return exp_scores / denominator, exp_sink / denominator
+    denominator = exp_S.sum(axis=-1, keepdims=True) + exp_sink  # (..., Hq, l, 1), >= 1
+    return exp_S / denominator, exp_sink / denominator
 
 
-def sink_grad(sink_probs: np.ndarray, out_dot: np.ndarray) -> np.ndarray:
-    """``dsinks_h = -sum over batch and rows of sink_probs * D`` (Hq,), with ``D = rowsum(dO * O)`` (..., Hq, l, 1).
+def sink_grad(P_sink: np.ndarray, D: np.ndarray) -> np.ndarray:
+    """``dsinks_h = -sum over batch and rows of P_sink * D`` (Hq,), with ``D = rowsum(dO * O)`` (..., Hq, l, 1).
 
     (``D = rowsum(dP * P)`` for the softmax alone; they are equal in attention.)
     """
-    contribution = -sink_probs * out_dot  # (..., Hq, l, 1)
+    contribution = -P_sink * D  # (..., Hq, l, 1)
     head_axis = contribution.ndim - 3
     return contribution.sum(axis=tuple(axis for axis in range(contribution.ndim) if axis != head_axis))
 
 
-def softmax_with_sink_forward(scores: np.ndarray, sinks: np.ndarray) -> tuple[np.ndarray, SoftmaxWithSinkCache]:
-    """:func:`softmax_with_sink` as a pair with its backward: ``probs`` (..., Hq, l, t) and the cache.
+def softmax_with_sink_forward(S: np.ndarray, sinks: np.ndarray) -> tuple[np.ndarray, SoftmaxWithSinkCache]:
+    """:func:`softmax_with_sink` as a pair with its backward: ``P`` (..., Hq, l, t) and the cache.
 
     Parameters
     ----------
-    scores : ndarray (..., Hq, l, t), masked entries -inf
-    sinks : ndarray (Hq,), finite, the dtype of ``scores``
+    S : ndarray (..., Hq, l, t), masked entries -inf
+    sinks : ndarray (Hq,), finite, the dtype of ``S``
 
     Returns
     -------
-    probs : ndarray (..., Hq, l, t)
+    P : ndarray (..., Hq, l, t)
     cache : SoftmaxWithSinkCache
     """
-    scores = as_scores(scores, "scores", heads=True)
-    sinks = as_head_vector(sinks, "sinks", scores.shape[-3], scores.dtype)
-    probs, sink_probs = softmax_with_sink(scores, sinks)
-    return probs.copy(), SoftmaxWithSinkCache(probs, sink_probs)
+    S = as_scores(S, "S", heads=True)
+    sinks = as_head_vector(sinks, "sinks", S.shape[-3], S.dtype)
+    P, P_sink = softmax_with_sink(S, sinks)
+    return P.copy(), SoftmaxWithSinkCache(P, P_sink)
 
 
-def softmax_with_sink_backward(dprobs: np.ndarray, cache: SoftmaxWithSinkCache) -> tuple[np.ndarray, np.ndarray]:
+def softmax_with_sink_backward(dP: np.ndarray, cache: SoftmaxWithSinkCache) -> tuple[np.ndarray, np.ndarray]:
     """Gradients of the sink softmax with respect to the scores and the sinks.
 
     The logits are the scores and the sink; the sink's output is dropped, so its
     upstream gradient is 0 and the softmax backward over the row gives, with
     ``D = rowsum(dP * P)``::
 
-        dscores = P * (dP - D)                    (..., Hq, l, t)
-        dsinks = -sum(P_sink * D, batch and rows)  (Hq,)
+        dS = P * (dP - D)                            (..., Hq, l, t)
+        dsinks = -sum(P_sink * D, batch and rows)    (Hq,)
 
     See docs/derivations.md, section "Attention sinks".
     """
     check_cache(cache, SoftmaxWithSinkCache, "softmax_with_sink_forward")
-    probs, sink_probs = cache
-    dprobs = check_dout(dprobs, probs.shape, probs.dtype, name="dprobs")
-    out_dot = np.sum(dprobs * probs, axis=-1, keepdims=True)  # D (..., Hq, l, 1)
-    dscores = probs * (dprobs - out_dot)
-    dsinks = sink_grad(sink_probs, out_dot)
-    return dscores, dsinks
+    P, P_sink = cache
+    dP = check_dout(dP, P.shape, P.dtype, name="dP")
+    D = np.sum(dP * P, axis=-1, keepdims=True)  # (..., Hq, l, 1)
+    dS = P * (dP - D)
+    dsinks = sink_grad(P_sink, D)
+    return dS, dsinks
