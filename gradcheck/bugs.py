@@ -288,3 +288,56 @@ def run_check(case: Case, method: str, *, fast: bool = False, use_torch: bool | 
 def detect(bug: Bug, *, fast: bool = False, use_torch: bool | None = None) -> Detection:
     """Run the check ``bug`` belongs to on its wrong version."""
     return run_check(bug.wrong(), bug.caught_by, fast=fast, use_torch=use_torch)
+
+
+# --- the options of today's attention: RoPE's layout and the sinks' gradient -----------------------
+
+def loop_rope_half_split(x: np.ndarray, *, base: float = 10000.0) -> np.ndarray:
+    """An independent reference: Hugging Face's half-split RoPE one position and one pair at a time."""
+    *_, length, dim = x.shape
+    out = np.empty_like(x)
+    for position in range(length):
+        for i in range(dim // 2):
+            angle = position * base ** (-2 * i / dim)
+            a, b = x[..., position, i], x[..., position, i + dim // 2]
+            out[..., position, i] = a * math.cos(angle) - b * math.sin(angle)
+            out[..., position, i + dim // 2] = b * math.cos(angle) + a * math.sin(angle)
+    return out
+
+
+def _rope_case(interleaved: bool) -> Case:
+    """RoPE for weights converted to Hugging Face's layout; ``interleaved=True`` is the wrong one for them."""
+    forward = functools.partial(F.rope_forward, base=100.0, interleaved=interleaved)  # WRONG when interleaved
+    return Case(forward, F.rope_backward, tuple(_normal((2, 3, 5, 8), seed=7)),
+                torch_forward=functools.partial(torch_ops.rope, base=100.0, interleaved=False),
+                numpy_reference=functools.partial(loop_rope_half_split, base=100.0))
+
+
+# Query 0 sits before every key (query_offset -1 under a causal window): its row is the sink's alone.
+SINK_VISIBLE = F.score_mods.visible(np.arange(4) - 1, np.arange(5), is_causal=True, window=(2, None))
+
+
+def masked_sink_softmax_forward(S: np.ndarray, sinks: np.ndarray) -> tuple:
+    """The sink softmax of scores S under :data:`SINK_VISIBLE` (the mask is a constant: no gradient)."""
+    return F.softmax_with_sink_forward(np.where(SINK_VISIBLE, S, -np.inf), sinks)
+
+
+def sink_softmax_backward_without_dsinks(dP: np.ndarray, cache: F.SoftmaxWithSinkCache) -> tuple:
+    """The scores' gradient right, the sinks' left at zero, as a backward written before sinks existed."""
+    dS, dsinks = F.softmax_with_sink_backward(dP, cache)
+    return dS, np.zeros_like(dsinks)  # WRONG: dsinks = -sum(P_sink * D) over batch and rows
+
+
+def _sink_case(backward: Callable) -> Case:
+    return Case(masked_sink_softmax_forward, backward, tuple(_normal((2, 3, 4, 5), (3,), seed=8)),
+                torch_forward=functools.partial(torch_ops.softmax_with_sink, visible=SINK_VISIBLE))
+
+
+BUGS += [
+    Bug("sink-gradient-missing", "attention sinks in the forward, but the backward returns dsinks = 0",
+        FINITE_DIFFERENCES, wrong=lambda: _sink_case(sink_softmax_backward_without_dsinks),
+        right=lambda: _sink_case(F.softmax_with_sink_backward)),
+    Bug("rope-layouts-mixed", "RoPE in Meta's interleaved layout on weights meant for Hugging Face's rotate_half "
+        "(half-split) layout", REFERENCE, wrong=lambda: _rope_case(interleaved=True),
+        right=lambda: _rope_case(interleaved=False)),
+]

@@ -362,3 +362,71 @@ def tiled_entries(impl: str) -> list[Entry]:
 
 # Every implementation registered besides the default one: the tiled kernel and the textbook pairs.
 ENTRIES += [entry for impl in sorted(ATTENTION_IMPLS) if impl != DEFAULT_IMPL for entry in tiled_entries(impl)]
+
+
+# --- RoPE, RMSNorm, score modifications and attention sinks --------------------------------------
+
+def rope_target(dtype: np.dtype, shape: tuple, *, interleaved: bool, positions: str = "default") -> Target:
+    """RoPE on seeded (..., L, D) data: default positions 0..L-1, or a KV cache's far-off ones."""
+    (x,) = normal(dtype, shape, seed=16)
+    pos = None if positions == "default" else 70_000 + np.random.default_rng(17).permutation(shape[-2])
+    options = dict(positions=pos, base=500.0 if pos is None else 10000.0, interleaved=interleaved)
+    return Target((x,), functools.partial(F.rope_forward, **options), F.rope_backward,
+                  torch_forward=functools.partial(torch_ops.rope, **options))
+
+
+def rms_norm_target(dtype: np.dtype, x_shape: tuple, weight: bool = True, eps: float = 1e-6) -> Target:
+    x, w = normal(dtype, x_shape, x_shape[-1:], seed=18)
+    inputs = (x, (1 + w).astype(dtype)) if weight else (x,)
+    return Target(inputs, functools.partial(F.rms_norm_forward, eps=eps), F.rms_norm_backward,
+                  torch_forward=lambda x, w=None: torch_ops.rms_norm(x, w, eps))
+
+
+def rms_norm_module_target(dtype: np.dtype, normalized_shape: Any, x_shape: tuple, affine: bool = True) -> Target:
+    module = na.RMSNorm(normalized_shape, eps=1e-5, elementwise_affine=affine, dtype=dtype)
+    for value in module.params.values():  # a gain other than the initial ones
+        value[...] = 1 + normal(dtype, value.shape, seed=19)[0]
+    (x,) = normal(dtype, x_shape, seed=20)
+    normalized = module.normalized_shape
+    return Target((x,), module=module, torch_forward=lambda params, x: torch_ops.rms_norm(
+        x, params.get("weight"), 1e-5, normalized))
+
+
+def score_mod_target(dtype: np.dtype, *, softcap: float | None = None, alibi: bool = False) -> Target:
+    """Soft-cap and/or ALiBi on (2, 3, 4, 5) scores of every size (|s| up to ~4c), queries offset by 1."""
+    (scores,) = normal(dtype, (2, 3, 4, 5), seed=21)
+    scores = (scores * np.geomspace(0.3, 10.0, 5)).astype(dtype)
+    options = dict(query_pos=np.arange(4) + 1, key_pos=np.arange(5), softcap=softcap,
+                   alibi_slopes=2.0 ** -np.arange(1.0, 4.0) if alibi else None)
+    return Target((scores,), functools.partial(F.score_mod_forward, **options),
+                  F.score_mod_backward, torch_forward=functools.partial(torch_ops.score_mod, **options))
+
+
+def sink_softmax_target(dtype: np.dtype) -> Target:
+    """The sink softmax under a causal sliding window with query_offset -1 (query 0 sees no key: P_sink = 1)."""
+    scores, sinks = normal(dtype, (2, 3, 4, 5), (3,), seed=22)
+    seen = F.score_mods.visible(np.arange(4) - 1, np.arange(5), is_causal=True, window=(1, None))
+
+    def masked_sink_softmax_forward(S: np.ndarray, sinks: np.ndarray) -> tuple:
+        return F.softmax_with_sink_forward(np.where(seen, S, -np.inf), sinks)
+
+    return Target((scores, sinks), masked_sink_softmax_forward, F.softmax_with_sink_backward,
+                  torch_forward=functools.partial(torch_ops.softmax_with_sink, visible=seen))
+
+
+ENTRIES += [
+    Entry("rope/half-split", lambda dt: rope_target(dt, (2, 3, 5, 8), interleaved=False)),
+    Entry("rope/interleaved", lambda dt: rope_target(dt, (2, 3, 5, 8), interleaved=True)),
+    Entry("rope/half-split-positions-7e4", lambda dt: rope_target(dt, (4, 6), interleaved=False, positions="far")),
+    Entry("rope/interleaved-positions-7e4", lambda dt: rope_target(dt, (4, 6), interleaved=True, positions="far")),
+    Entry("rms_norm/weight", lambda dt: rms_norm_target(dt, (2, 3, 6))),
+    Entry("rms_norm/no-weight", lambda dt: rms_norm_target(dt, (3, 5), weight=False)),
+    Entry("rms_norm/large-eps", lambda dt: rms_norm_target(dt, (4, 3), eps=0.5)),
+    Entry("RMSNorm/last-axis", lambda dt: rms_norm_module_target(dt, 6, (2, 3, 6))),
+    Entry("RMSNorm/two-axes", lambda dt: rms_norm_module_target(dt, (2, 3), (4, 2, 3))),
+    Entry("RMSNorm/no-affine", lambda dt: rms_norm_module_target(dt, 4, (3, 4), affine=False)),
+    Entry("score_mod/softcap", lambda dt: score_mod_target(dt, softcap=2.0)),
+    Entry("score_mod/alibi", lambda dt: score_mod_target(dt, alibi=True)),
+    Entry("score_mod/softcap-alibi", lambda dt: score_mod_target(dt, softcap=2.0, alibi=True)),
+    Entry("sinks/window-empty-row", sink_softmax_target),
+]

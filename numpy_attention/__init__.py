@@ -14,6 +14,7 @@ from .kernels import scaled_dot_product_attention
 from .layers import Embedding, Linear, ScaledDotProductAttention
 from .module import Module
 from .multihead import MultiHeadAttention
+from .norms import RMSNorm
 from .optim import Adam
 
 __version__ = "0.1.0"
@@ -24,6 +25,7 @@ __all__ = [
     "Linear",
     "Module",
     "MultiHeadAttention",
+    "RMSNorm",
     "ScaledDotProductAttention",
     "functional",
     "kernels",

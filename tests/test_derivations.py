@@ -44,6 +44,12 @@ REQUIRED_SECTIONS = [
     "Embedding",
     "Cross-entropy loss",
     "Adam",
+    "RoPE",
+    "RMSNorm and QK-norm",
+    "Soft-capping",
+    "ALiBi",
+    "Sliding window and causal masks as a predicate",
+    "Attention sinks",
 ]
 # Prefixes under which a dotted name is somebody else's: NumPy, torch, the standard library.
 FOREIGN_PREFIXES = {"np", "numpy", "torch", "math", "matplotlib", "plt", "self"}

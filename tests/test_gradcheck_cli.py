@@ -112,3 +112,11 @@ def test_a_registered_tiled_implementation_gets_its_entries(monkeypatch):
         result = cli.run_entry(entry, np.dtype(np.float64), fast=True, use_torch=torch_available())
         assert result["error"] is None and all(report.passed for report in result["reports"]), entry.name
     assert 2 in block_sizes  # the functional entries ask for tiles smaller than L and S
+
+
+def test_suite_covers_rope_rms_norm_score_mods_and_sinks():
+    names = [entry.name for entry in ENTRIES]
+    for expected in ("rope/half-split", "rope/interleaved", "rms_norm/weight", "rms_norm/no-weight",
+                     "RMSNorm/last-axis", "RMSNorm/no-affine", "score_mod/softcap", "score_mod/alibi",
+                     "score_mod/softcap-alibi", "sinks/window-empty-row"):
+        assert expected in names

@@ -20,6 +20,16 @@ from .embedding import EmbeddingCache, embedding_backward, embedding_forward
 from .flash import FlashAttentionCache, flash_attention_backward, flash_attention_forward
 from .linear import LinearCache, linear_backward, linear_forward
 from .loss import CrossEntropyCache, cross_entropy_backward, cross_entropy_forward
+from .rms_norm import RMSNormCache, rms_norm_backward, rms_norm_forward
+from .rope import RopeCache, rope_backward, rope_forward
+from .score_mods import (
+    ScoreModCache,
+    SoftmaxWithSinkCache,
+    score_mod_backward,
+    score_mod_forward,
+    softmax_with_sink_backward,
+    softmax_with_sink_forward,
+)
 from .softmax import SoftmaxCache, softmax_backward, softmax_forward
 
 __all__ = [
@@ -28,7 +38,11 @@ __all__ = [
     "EmbeddingCache",
     "FlashAttentionCache",
     "LinearCache",
+    "RMSNormCache",
+    "RopeCache",
+    "ScoreModCache",
     "SoftmaxCache",
+    "SoftmaxWithSinkCache",
     "attention_backward",
     "attention_forward",
     "cross_entropy_backward",
@@ -39,7 +53,15 @@ __all__ = [
     "flash_attention_forward",
     "linear_backward",
     "linear_forward",
+    "rms_norm_backward",
+    "rms_norm_forward",
+    "rope_backward",
+    "rope_forward",
     "scaled_dot_product_attention",
+    "score_mod_backward",
+    "score_mod_forward",
     "softmax_backward",
     "softmax_forward",
+    "softmax_with_sink_backward",
+    "softmax_with_sink_forward",
 ]
