@@ -33,6 +33,12 @@ PAIRS = {
     "attention": ("attention_forward", "attention_backward", QKV, {"is_causal": True, "dropout_p": 0.3}),
     "flash_attention": ("flash_attention_forward", "flash_attention_backward", QKV,
                         {"is_causal": True, "dropout_p": 0.3, "block_size": 2}),
+    "rope": ("rope_forward", "rope_backward", (normal(2, 5, 6),), {"interleaved": True}),
+    "rms_norm": ("rms_norm_forward", "rms_norm_backward", (normal(3, 4), normal(4)), {}),
+    "score_mod": ("score_mod_forward", "score_mod_backward", (normal(2, 3, 4) * 5, np.arange(3), np.arange(4)),
+                  {"softcap": 2.0, "alibi_slopes": np.array([0.5, 0.25])}),
+    "softmax_with_sink": ("softmax_with_sink_forward", "softmax_with_sink_backward", (normal(2, 3, 4), normal(2)),
+                          {}),
 }
 
 
