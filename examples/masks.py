@@ -18,7 +18,7 @@ import numpy as np
 from _common import heatmap, parser, pyplot, save
 
 from numpy_attention.functional import attention_backward, attention_forward, softmax_forward
-from numpy_attention.functional.attention import causal_mask
+from numpy_attention.functional.score_mods import visible
 
 NUM_TOKENS, NUM_FEATURES = 6, 4
 NUM_PADDING = 2  # padding tokens: at the end of the sequence, or at its start (left padding)
@@ -27,7 +27,7 @@ NUM_PADDING = 2  # padding tokens: at the end of the sequence, or at its start (
 def masks() -> dict[str, np.ndarray]:
     """Name -> boolean mask (L, S) or (S,), True where the query may attend to the key."""
     positions = np.arange(NUM_TOKENS)
-    causal = causal_mask(NUM_TOKENS, NUM_TOKENS)
+    causal = visible(positions, positions, is_causal=True)
     return {
         "causal": causal,
         "padding": positions < NUM_TOKENS - NUM_PADDING,  # (S,): broadcast over every query

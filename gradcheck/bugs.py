@@ -83,12 +83,12 @@ ATTENTION_MISTAKES: dict[str, tuple[tuple[str, str], ...]] = {
         ("dP = (dO @ V.swapaxes(-1, -2)) * Z", "dP = dO @ V.swapaxes(-1, -2)  # WRONG: the forward dropped by Z"),
     ),
     "gqa-one-head": (
-        ("return unbroadcast(dQ, q.shape), sum_kv(dK, k.shape), sum_kv(dV, v.shape)",
-         "return unbroadcast(dQ, q.shape), dK[..., :: q.shape[-3] // k.shape[-3], :, :], "
+        ("grads = unbroadcast(dQ, q.shape), sum_kv(dK, k.shape), sum_kv(dV, v.shape)",
+         "grads = unbroadcast(dQ, q.shape), dK[..., :: q.shape[-3] // k.shape[-3], :, :], "
          "dV[..., :: q.shape[-3] // k.shape[-3], :, :]  # WRONG: one query head's share, not the group's sum"),
     ),
     "causal-leak": (
-        ("dS = P * (dP - D)",
+        ("dS = score_mod_backward(P * (dP - D), mod)",
          "dS = softmax(scale * (Q @ K.swapaxes(-1, -2))) * (dP - D)  # WRONG: P recomputed without the causal mask"),
     ),
 }

@@ -13,11 +13,15 @@ import numpy as np
 
 from .validation import (
     as_float_array,
+    as_head_vector,
     as_mask,
     broadcast_batch,
     check_bool,
     check_probability,
+    check_query_offset,
     check_real,
+    check_softcap,
+    check_window,
     same_dtype,
 )
 
@@ -91,6 +95,32 @@ def check_attention_args(
         attn_mask, dropout_p, is_causal, scale, attention_scores_shape(q, k, v), q.dtype, q.shape[-1]
     )
     return (q, k, v, *options)
+
+
+def check_score_options(
+    q: np.ndarray, softcap: Any, alibi_slopes: Any, window: Any, sinks: Any, query_offset: Any
+) -> tuple[float | None, np.ndarray | None, tuple | None, np.ndarray | None, int]:
+    """The options of today's models, checked against q: (softcap, alibi_slopes, window, sinks, query_offset).
+
+    ``alibi_slopes`` and ``sinks`` hold one value per query head, so they need
+    q's head axis; ALiBi's constant slopes are cast to q's dtype, the learnable
+    sinks must have it.
+    """
+    per_head = {"alibi_slopes": alibi_slopes, "sinks": sinks}
+    if q.ndim < 3 and any(value is not None for value in per_head.values()):
+        given = [name for name, value in per_head.items() if value is not None]
+        raise ValueError(
+            f"{' and '.join(given)} hold one value per query head and need q (..., Hq, L, E) with a head axis; "
+            f"got unbatched q of shape {q.shape}: pass q[None], k[None], v[None]"
+        )
+    num_heads = q.shape[-3] if q.ndim >= 3 else 1
+    return (
+        check_softcap(softcap),
+        None if alibi_slopes is None else as_head_vector(alibi_slopes, "alibi_slopes", num_heads, q.dtype, cast=True),
+        check_window(window),
+        None if sinks is None else as_head_vector(sinks, "sinks", num_heads, q.dtype),
+        check_query_offset(query_offset),
+    )
 
 
 def check_linear_args(

@@ -21,7 +21,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..functional.attention import causal_mask
+from ..functional.attention import positions
+from ..functional.score_mods import visible
 from ..validation import as_mask_array, check_bool
 
 
@@ -99,7 +100,7 @@ def merge_masks(
     if attn_mask is not None:
         masks.append(_check_attn_mask(attn_mask, shape, dtype))
     elif is_causal:  # in torch's convention for now, like the user's masks
-        masks.append(~causal_mask(shape.queries, shape.keys)[None, None])
+        masks.append(~visible(*positions(shape.queries, shape.keys), is_causal=True)[None, None])
     if key_padding_mask is not None:
         masks.append(_check_key_padding_mask(key_padding_mask, shape, dtype))
     if not masks:
