@@ -1,0 +1,82 @@
+"""MkDocs hooks (mkdocs.yml `hooks:`): pages made from what the repository already has, and KaTeX.
+
+- The home page is README.md, with its links made relative to docs/ (a path outside docs/ is
+  shown as code, since the site does not hold it).
+- Each example `examples/NAME.py` gets a page `examples/NAME.md`: its docstring, the figures
+  `docs/figures/NAME*.png` it draws, and its source. The nav's "Examples" section lists them.
+- KaTeX's dist (the version tools/katex/package-lock.json pins; `npm ci --prefix tools/katex`
+  installs it) is copied into the site under `assets/katex/`, so that the math renders offline,
+  with no CDN.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+from mkdocs.config.defaults import MkDocsConfig
+from mkdocs.exceptions import PluginError
+from mkdocs.structure.files import File, Files
+
+ROOT = Path(__file__).resolve().parents[1]
+KATEX_DIST = ROOT / "tools" / "katex" / "node_modules" / "katex" / "dist"
+KATEX_FILES = ("katex.min.js", "katex.min.css", "contrib/auto-render.min.js")
+LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
+
+
+def example_scripts() -> list[Path]:
+    """examples/*.py that are examples (not helpers such as _common.py), sorted by name."""
+    return sorted(path for path in (ROOT / "examples").glob("*.py") if not path.name.startswith("_"))
+
+
+def example_title(path: Path) -> str:
+    return path.stem.replace("_", " ").capitalize()
+
+
+def on_config(config: MkDocsConfig) -> MkDocsConfig:
+    """Fill the nav's "Examples" section with one page per example."""
+    for item in config.nav or []:
+        if isinstance(item, dict) and "Examples" in item:
+            item["Examples"] = [{example_title(path): f"examples/{path.stem}.md"} for path in example_scripts()]
+    return config
+
+
+def _relink(match: re.Match) -> str:
+    image, text, target = match.groups()
+    if re.match(r"[a-z]+:|#", target):
+        return match.group()
+    if target.startswith("docs/"):
+        return f"{image}[{text}]({target[len('docs/'):]})"
+    return f"`{target}`" if text.strip("`") == target else f"{text} (`{target}`)"
+
+
+def home_page() -> str:
+    """README.md with its links made relative to docs/."""
+    return LINK.sub(_relink, (ROOT / "README.md").read_text(encoding="utf-8"))
+
+
+def example_page(path: Path) -> str:
+    """An example's page: its docstring as the text, its figures, its source."""
+    source = path.read_text(encoding="utf-8")
+    docstring = ast.get_docstring(ast.parse(source)) or ""
+    summary, _, rest = docstring.partition("\n")
+    figures = sorted((ROOT / "docs" / "figures").glob(f"{path.stem}*.png"))
+    lines = [f"# {example_title(path)}", "", f"`examples/{path.name}`: {summary}", "", rest.strip("\n"), ""]
+    lines += [f"![{figure.stem}](../figures/{figure.name})\n" for figure in figures]
+    code = "\n".join(f"    {line}".rstrip() for line in ["```python", *source.rstrip().split("\n"), "```"])
+    lines += [f'??? example "Source: examples/{path.name}"', "", code, ""]
+    return "\n".join(lines)
+
+
+def on_files(files: Files, config: MkDocsConfig) -> Files:
+    """Add the home page, the example pages and KaTeX's files to the site."""
+    missing = [name for name in KATEX_FILES if not (KATEX_DIST / name).is_file()]
+    if missing:
+        raise PluginError(f"KaTeX is not installed ({KATEX_DIST} lacks {missing}): run npm ci --prefix tools/katex")
+    for name in [*KATEX_FILES, *(f"fonts/{font.name}" for font in sorted((KATEX_DIST / "fonts").iterdir()))]:
+        files.append(File.generated(config, f"assets/katex/{name}", abs_src_path=str(KATEX_DIST / name)))
+    files.append(File.generated(config, "index.md", content=home_page()))
+    for path in example_scripts():
+        files.append(File.generated(config, f"examples/{path.stem}.md", content=example_page(path)))
+    return files
