@@ -22,11 +22,13 @@ from pathlib import Path
 
 import pytest
 
-from tools.math_spans import spans_of_file
+from tools.math_spans import find_spans
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT = ROOT / "build" / "screenshots" / "derivations.png"
-PAGES_WITH_MATH = {f"{name}.html": ROOT / "docs" / f"{name}.md" for name in ("derivations", "gradcheck")}
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.py"))
+PAGES_WITH_MATH = [*(f"{name}.html" for name in ("derivations", "gradcheck")),
+                   *(f"tutorials/{path.stem}.html" for path in NOTEBOOKS)]
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--no-first-run", "--disable-sync", "--hide-scrollbars", "--virtual-time-budget=15000",
@@ -96,6 +98,7 @@ def dump_dom(page: Path) -> str:
 def test_site_has_every_page(site: Path) -> None:
     examples = sorted(path.stem for path in (ROOT / "examples").glob("*.py") if not path.name.startswith("_"))
     assert sorted(path.stem for path in (site / "examples").glob("*.html")) == examples
+    assert sorted(path.stem for path in (site / "tutorials").glob("*.html")) == [path.stem for path in NOTEBOOKS]
     for name in ("index.html", "derivations.html", "gradcheck.html", "api/numpy_attention.html",
                  "api/functional.html", "api/gradcheck.html"):
         assert (site / name).is_file(), name
@@ -106,9 +109,18 @@ def test_site_has_every_page(site: Path) -> None:
         assert (site / "assets" / "katex" / name).is_file(), name
 
 
-@pytest.mark.parametrize("page", sorted(PAGES_WITH_MATH))
+def page_markdown(page: str) -> str:
+    """The Markdown a page is built from: a file of docs/, or a notebook's generated page."""
+    if page.startswith("tutorials/"):
+        from tools.mkdocs_hooks import tutorial_page
+
+        return tutorial_page(ROOT / "notebooks" / page.replace("tutorials/", "").replace(".html", ".py"))
+    return (ROOT / "docs" / page.replace(".html", ".md")).read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("page", PAGES_WITH_MATH)
 def test_every_equation_renders_in_chromium(site: Path, page: str) -> None:
-    spans, problems = spans_of_file(PAGES_WITH_MATH[page])
+    spans, problems = find_spans(page_markdown(page))
     assert problems == [] and spans
     dom = Elements()
     dom.feed(dump_dom(site / page))

@@ -1,4 +1,6 @@
-"""Every equation of README.md and docs/*.md renders with KaTeX, strictly, and holds no control character.
+"""Every equation of README.md, docs/*.md and the notebooks' markdown renders with KaTeX, strictly.
+
+No control character either.
 
 The spans are found by tools/math_spans.py (the documentation site's rules: no math in code, `$$`
 blocks of their own, `\\$` a dollar sign) and rendered by tools/katex/render_math.js with
@@ -17,11 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from tools.math_spans import control_characters, find_spans, spans_of_file
+from tools.math_spans import control_characters, find_spans, notebook_markdown, spans_of_file
 
 ROOT = Path(__file__).resolve().parents[1]
 KATEX_DIR = ROOT / "tools" / "katex"
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.py"))
 
 
 def require(condition: bool, reason: str) -> None:
@@ -61,8 +64,21 @@ def test_every_equation_renders(path: Path) -> None:
     print(f"{path.name}: {len(spans)} spans rendered ({sum(span.display for span in spans)} display)")
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.name for path in NOTEBOOKS])
+def test_every_equation_of_the_notebooks_renders(path: Path) -> None:
+    """The notebooks' markdown cells too (Jupyter renders them with MathJax; KaTeX is stricter)."""
+    text = path.read_text(encoding="utf-8")
+    assert control_characters(text) == []
+    spans, problems = find_spans(notebook_markdown(text))
+    assert problems == [] and spans, problems
+    answer = render(spans)
+    assert answer["errors"] == [] and answer["rendered"] == len(spans), answer["errors"]
+    print(f"{path.name}: {len(spans)} spans rendered")
+
+
 def test_the_documents_have_equations() -> None:
     """The derivations are mostly math: finding almost none would mean the extractor is broken."""
+    assert len(NOTEBOOKS) >= 3
     spans, _ = spans_of_file(ROOT / "docs" / "derivations.md")
     assert len(spans) > 300
     assert sum(span.display for span in spans) > 50

@@ -135,3 +135,21 @@ def spans_of_file(path: Path) -> tuple[list[Span], list[str]]:
     """find_spans() of a file, read as UTF-8 with its line endings kept (a \\r is a problem)."""
     with open(path, encoding="utf-8", newline="") as file:
         return find_spans(file.read())
+
+
+def percent_cells(text: str) -> list[tuple[str, str]]:
+    """The cells of a jupytext percent-format script, as (kind, text): kind "markdown" (the text
+    without its comment marks) or "code". The YAML header and text before the first cell are dropped."""
+    cells: list[tuple[str, list[str]]] = []
+    for line in text.split("\n"):
+        if line.startswith("# %%"):
+            cells.append(("markdown" if "[markdown]" in line else "code", []))
+        elif cells:
+            kind, lines = cells[-1]
+            lines.append(re.sub(r"^# ?", "", line) if kind == "markdown" else line)
+    return [(kind, "\n".join(lines).strip("\n")) for kind, lines in cells]
+
+
+def notebook_markdown(text: str) -> str:
+    """The markdown cells of a percent-format script, one block each: what Jupyter renders as text."""
+    return "\n\n".join(cell for kind, cell in percent_cells(text) if kind == "markdown")

@@ -4,6 +4,8 @@
   shown as code, since the site does not hold it).
 - Each example `examples/NAME.py` gets a page `examples/NAME.md`: its docstring, the figures
   `docs/figures/NAME*.png` it draws, and its source. The nav's "Examples" section lists them.
+- Each tutorial `notebooks/NAME.py` (jupytext percent format) gets a page `tutorials/NAME.md`:
+  its markdown cells as text, its code cells as code. The nav's "Tutorials" section lists them.
 - KaTeX's dist (the version tools/katex/package-lock.json pins; `npm ci --prefix tools/katex`
   installs it) is copied into the site under `assets/katex/`, so that the math renders offline,
   with no CDN.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 from pathlib import Path
 
 from mkdocs.config.defaults import MkDocsConfig
@@ -20,6 +23,10 @@ from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File, Files
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # mkdocs loads this file by its path; the repository root is not importable yet
+    sys.path.insert(0, str(ROOT))
+from tools.math_spans import percent_cells  # noqa: E402
+
 KATEX_DIST = ROOT / "tools" / "katex" / "node_modules" / "katex" / "dist"
 KATEX_FILES = ("katex.min.js", "katex.min.css", "contrib/auto-render.min.js")
 LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
@@ -34,11 +41,22 @@ def example_title(path: Path) -> str:
     return path.stem.replace("_", " ").capitalize()
 
 
+def notebooks() -> list[Path]:
+    return sorted((ROOT / "notebooks").glob("*.py"))
+
+
+def tutorial_title(path: Path) -> str:
+    """The notebook's title: the first line of its first markdown cell, without the '# '."""
+    return percent_cells(path.read_text(encoding="utf-8"))[0][1].split("\n")[0].lstrip("# ").strip()
+
+
 def on_config(config: MkDocsConfig) -> MkDocsConfig:
-    """Fill the nav's "Examples" section with one page per example."""
+    """Fill the nav's "Examples" and "Tutorials" sections with one page per example and notebook."""
     for item in config.nav or []:
         if isinstance(item, dict) and "Examples" in item:
             item["Examples"] = [{example_title(path): f"examples/{path.stem}.md"} for path in example_scripts()]
+        if isinstance(item, dict) and "Tutorials" in item:
+            item["Tutorials"] = [{tutorial_title(path): f"tutorials/{path.stem}.md"} for path in notebooks()]
     return config
 
 
@@ -69,8 +87,20 @@ def example_page(path: Path) -> str:
     return "\n".join(lines)
 
 
+def tutorial_page(path: Path) -> str:
+    """A notebook's page: the markdown cells as they are, the code cells as Python blocks."""
+    cells = percent_cells(path.read_text(encoding="utf-8"))
+    title, _, intro = cells[0][1].partition("\n")
+    note = (f"`notebooks/{path.name}` is a jupytext notebook: run it as a script, or open it in Jupyter "
+            "(`pip install jupytext notebook`, then `jupytext --to notebook` it or open the .py directly).")
+    lines = [title, "", f'!!! note "Run it"\n    {note}', "", intro.strip("\n")]
+    for kind, text in cells[1:]:
+        lines += ["", text if kind == "markdown" else f"```python\n{text}\n```"]
+    return "\n".join(lines) + "\n"
+
+
 def on_files(files: Files, config: MkDocsConfig) -> Files:
-    """Add the home page, the example pages and KaTeX's files to the site."""
+    """Add the home page, the example and tutorial pages and KaTeX's files to the site."""
     missing = [name for name in KATEX_FILES if not (KATEX_DIST / name).is_file()]
     if missing:
         raise PluginError(f"KaTeX is not installed ({KATEX_DIST} lacks {missing}): run npm ci --prefix tools/katex")
@@ -79,4 +109,6 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
     files.append(File.generated(config, "index.md", content=home_page()))
     for path in example_scripts():
         files.append(File.generated(config, f"examples/{path.stem}.md", content=example_page(path)))
+    for path in notebooks():
+        files.append(File.generated(config, f"tutorials/{path.stem}.md", content=tutorial_page(path)))
     return files
