@@ -99,10 +99,12 @@ def test_site_has_every_page(site: Path) -> None:
     examples = sorted(path.stem for path in (ROOT / "examples").glob("*.py") if not path.name.startswith("_"))
     assert sorted(path.stem for path in (site / "examples").glob("*.html")) == examples
     assert sorted(path.stem for path in (site / "tutorials").glob("*.html")) == [path.stem for path in NOTEBOOKS]
-    for name in ("index.html", "derivations.html", "gradcheck.html", "api/numpy_attention.html",
-                 "api/functional.html", "api/gradcheck.html"):
+    packages = [path.parent.name for path in (ROOT / "numpy_attention").glob("*/__init__.py")]
+    api_pages = ["numpy_attention", "gradcheck", *(f"numpy_attention.{name}" for name in packages
+                                                   if name in ("functional", "kernels", "models"))]
+    for name in ("index.html", "derivations.html", "gradcheck.html", *(f"api/{page}.html" for page in api_pages)):
         assert (site / name).is_file(), name
-    api = (site / "api" / "functional.html").read_text(encoding="utf-8")
+    api = (site / "api" / "numpy_attention.functional.html").read_text(encoding="utf-8")
     for function in ("attention_forward", "attention_backward", "flash_attention_forward", "softmax_backward"):
         assert f'id="numpy_attention.functional.{function}"' in api, function
     for name in ("katex.min.js", "katex.min.css", "contrib/auto-render.min.js", "fonts/KaTeX_Main-Regular.woff2"):

@@ -6,6 +6,8 @@
   `docs/figures/NAME*.png` it draws, and its source. The nav's "Examples" section lists them.
 - Each tutorial `notebooks/NAME.py` (jupytext percent format) gets a page `tutorials/NAME.md`:
   its markdown cells as text, its code cells as code. The nav's "Tutorials" section lists them.
+- The API reference has a page `api/PACKAGE.md` (mkdocstrings) per package of API_PACKAGES that
+  exists, in the nav's "API reference" section; any other top-level page of docs/ joins the nav.
 - KaTeX's dist (the version tools/katex/package-lock.json pins; `npm ci --prefix tools/katex`
   installs it) is copied into the site under `assets/katex/`, so that the math renders offline,
   with no CDN.
@@ -29,6 +31,15 @@ from tools.math_spans import percent_cells  # noqa: E402
 
 KATEX_DIST = ROOT / "tools" / "katex" / "node_modules" / "katex" / "dist"
 KATEX_FILES = ("katex.min.js", "katex.min.css", "contrib/auto-render.min.js")
+# The API reference: one page per package that exists (the list names those other branches add).
+API_PACKAGES = {
+    "numpy_attention": "The modules: parameters in `module.params`, gradients accumulated in `module.grads`.",
+    "numpy_attention.functional": "The forward/backward pairs: `out, cache = OP_forward(...)`, "
+    "`grads = OP_backward(dout, cache)`.",
+    "numpy_attention.kernels": "The fast engines: the pairs' signatures and results, written for speed.",
+    "numpy_attention.models": "Whole models built from the pairs.",
+    "gradcheck": "Finite differences always, PyTorch autograd when torch is installed.",
+}
 LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
 
 
@@ -50,13 +61,32 @@ def tutorial_title(path: Path) -> str:
     return percent_cells(path.read_text(encoding="utf-8"))[0][1].split("\n")[0].lstrip("# ").strip()
 
 
+def api_packages() -> list[str]:
+    return [name for name in API_PACKAGES if (ROOT / name.replace(".", "/") / "__init__.py").is_file()]
+
+
+def page_title(path: Path) -> str:
+    """The first heading of a Markdown file, else its name."""
+    heading = next((line for line in path.read_text(encoding="utf-8").split("\n") if line.startswith("# ")), None)
+    return heading[2:].split(":")[0].strip() if heading else path.stem
+
+
 def on_config(config: MkDocsConfig) -> MkDocsConfig:
-    """Fill the nav's "Examples" and "Tutorials" sections with one page per example and notebook."""
-    for item in config.nav or []:
-        if isinstance(item, dict) and "Examples" in item:
-            item["Examples"] = [{example_title(path): f"examples/{path.stem}.md"} for path in example_scripts()]
-        if isinstance(item, dict) and "Tutorials" in item:
+    """Fill the nav's generated sections (Tutorials, Examples, API reference), and list every other
+    top-level page of docs/ (docs/performance.md, say) after the last hand-listed page."""
+    nav = config.nav or []
+    listed = {value for item in nav if isinstance(item, dict) for value in item.values() if isinstance(value, str)}
+    extra = [{page_title(path): path.name} for path in sorted((ROOT / "docs").glob("*.md")) if path.name not in listed]
+    for position, item in enumerate(list(nav)):
+        if not isinstance(item, dict):
+            continue
+        if "Tutorials" in item:
             item["Tutorials"] = [{tutorial_title(path): f"tutorials/{path.stem}.md"} for path in notebooks()]
+            nav[position:position] = extra
+        if "Examples" in item:
+            item["Examples"] = [{example_title(path): f"examples/{path.stem}.md"} for path in example_scripts()]
+        if "API reference" in item:
+            item["API reference"] = [{name: f"api/{name}.md"} for name in api_packages()]
     return config
 
 
@@ -100,7 +130,7 @@ def tutorial_page(path: Path) -> str:
 
 
 def on_files(files: Files, config: MkDocsConfig) -> Files:
-    """Add the home page, the example and tutorial pages and KaTeX's files to the site."""
+    """Add the home page, the example, tutorial and API pages and KaTeX's files to the site."""
     missing = [name for name in KATEX_FILES if not (KATEX_DIST / name).is_file()]
     if missing:
         raise PluginError(f"KaTeX is not installed ({KATEX_DIST} lacks {missing}): run npm ci --prefix tools/katex")
@@ -111,4 +141,7 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
         files.append(File.generated(config, f"examples/{path.stem}.md", content=example_page(path)))
     for path in notebooks():
         files.append(File.generated(config, f"tutorials/{path.stem}.md", content=tutorial_page(path)))
+    for name in api_packages():
+        page = f"# {name}\n\n{API_PACKAGES[name]}\n\n::: {name}\n"
+        files.append(File.generated(config, f"api/{name}.md", content=page))
     return files
