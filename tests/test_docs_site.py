@@ -107,6 +107,7 @@ def test_site_has_every_page(site: Path) -> None:
     api = (site / "api" / "numpy_attention.functional.html").read_text(encoding="utf-8")
     for function in ("attention_forward", "attention_backward", "flash_attention_forward", "softmax_backward"):
         assert f'id="numpy_attention.functional.{function}"' in api, function
+    assert ":func:<code>" not in api, "Sphinx roles are turned into plain code"
     for name in ("katex.min.js", "katex.min.css", "contrib/auto-render.min.js", "fonts/KaTeX_Main-Regular.woff2"):
         assert (site / "assets" / "katex" / name).is_file(), name
 

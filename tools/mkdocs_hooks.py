@@ -145,3 +145,11 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
         page = f"# {name}\n\n{API_PACKAGES[name]}\n\n::: {name}\n"
         files.append(File.generated(config, f"api/{name}.md", content=page))
     return files
+
+
+SPHINX_ROLE = re.compile(r":(?:func|meth|class|mod|attr|data|obj|exc):(?=<code>)")
+
+
+def on_page_content(html: str, page, config: MkDocsConfig, files: Files) -> str:
+    """The docstrings' Sphinx roles (:func:`name`) read as plain code on the site."""
+    return SPHINX_ROLE.sub("", html)
