@@ -32,14 +32,8 @@ from tools.math_spans import percent_cells  # noqa: E402
 KATEX_DIST = ROOT / "tools" / "katex" / "node_modules" / "katex" / "dist"
 KATEX_FILES = ("katex.min.js", "katex.min.css", "contrib/auto-render.min.js")
 # The API reference: one page per package that exists (the list names those other branches add).
-API_PACKAGES = {
-    "numpy_attention": "The modules: parameters in `module.params`, gradients accumulated in `module.grads`.",
-    "numpy_attention.functional": "The forward/backward pairs: `out, cache = OP_forward(...)`, "
-    "`grads = OP_backward(dout, cache)`.",
-    "numpy_attention.kernels": "The fast engines: the pairs' signatures and results, written for speed.",
-    "numpy_attention.models": "Whole models built from the pairs.",
-    "gradcheck": "Finite differences always, PyTorch autograd when torch is installed.",
-}
+API_PACKAGES = ("numpy_attention", "numpy_attention.functional", "numpy_attention.kernels", "numpy_attention.models",
+                "gradcheck")
 LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
 
 
@@ -142,14 +136,16 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
     for path in notebooks():
         files.append(File.generated(config, f"tutorials/{path.stem}.md", content=tutorial_page(path)))
     for name in api_packages():
-        page = f"# {name}\n\n{API_PACKAGES[name]}\n\n::: {name}\n"
+        page = f"# {name}\n\n::: {name}\n"
         files.append(File.generated(config, f"api/{name}.md", content=page))
     return files
 
 
 SPHINX_ROLE = re.compile(r":(?:func|meth|class|mod|attr|data|obj|exc):(?=<code>)")
+LITERAL_MARKER = re.compile(r"::(?=</p>)")
 
 
 def on_page_content(html: str, page, config: MkDocsConfig, files: Files) -> str:
-    """The docstrings' Sphinx roles (:func:`name`) read as plain code on the site."""
-    return SPHINX_ROLE.sub("", html)
+    """The docstrings' reStructuredText leftovers read as plain text on the site: a role
+    (:func:`name`) as the code alone, the `::` before a literal block as one colon."""
+    return LITERAL_MARKER.sub(":", SPHINX_ROLE.sub("", html))
