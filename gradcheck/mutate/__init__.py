@@ -28,7 +28,8 @@ from .operators import KINDS, Mutant, generate_mutants
 from .report import MutantResult, MutationReport, load_equivalents
 from .runner import Check, MutationError, Outcome, Runner, Target, describe_check, resolve_target
 
-__all__ = ["KINDS", "Mutant", "MutantResult", "MutationError", "MutationReport", "load_equivalents", "mutants", "run"]
+__all__ = ["KINDS", "Mutant", "MutantResult", "MutationError", "MutationReport", "generate_mutants", "load_equivalents",
+           "mutants", "run"]
 
 
 def mutants(
