@@ -17,8 +17,10 @@ left byte for byte as it was), so its diff is one line or two. Kinds:
 ``keepdims``    ``keepdims=True`` -> ``False``
 ==============  ==============================================================
 
-Not mutated: docstrings, f-strings, ``raise`` and ``assert`` statements, annotations, and
-(unless ``include_guards``) input-validation guards: an ``if`` whose body only raises.
+Functions and methods (``Class.method``) are mutated; a nested function's mutants belong to
+the function that defines it. Not mutated: module-level code, docstrings, f-strings, ``raise``
+and ``assert`` statements, annotations, and (unless ``include_guards``) input-validation
+guards: an ``if`` whose body only raises.
 A line ending in ``# mutate: skip`` (optionally followed by a reason) marks every mutant
 on it as equivalent. A mutant's id hashes its module, function, its node's path inside
 the function, its kind and its variant: it does not change when other code changes.

@@ -162,6 +162,8 @@ class Runner:
         elif os.environ.get("PYTHONPATH"):
             paths.append(os.environ["PYTHONPATH"])
         self.env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "PYTHONDONTWRITEBYTECODE": "1"}
+        self.active: set[subprocess.Popen] = set()
+        self.stopping = False
 
     def close(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -178,9 +180,12 @@ class Runner:
         (work / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
         env = {**self.env, "GRADCHECK_MUTATE_SPEC": str(work / "spec.json")}
         argv = self.argv or [sys.executable, "-c", f"import {CHILD_MODULE} as c; c.run_check()"]
+        if self.stopping:
+            raise MutationError("the run was interrupted")
         start = time.perf_counter()
         process = subprocess.Popen(argv, cwd=self.cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, start_new_session=os.name == "posix")
+        self.active.add(process)
         try:
             output, _ = process.communicate(timeout=timeout)
             timed_out = False
@@ -188,6 +193,11 @@ class Runner:
             _kill(process)
             output, _ = process.communicate()
             timed_out = True
+        except BaseException:  # Ctrl-C: the child runs in its own session and would not see it
+            _kill(process)
+            raise
+        finally:
+            self.active.discard(process)
         seconds = time.perf_counter() - start
         text = output.decode(errors="replace")[-OUTPUT_TAIL:]
         imported = (work / "imported").exists()
@@ -219,10 +229,16 @@ class Runner:
             if progress is not None:
                 progress(mutant, outcome)
             return outcome
-        if jobs <= 1:
-            return [one(m) for m in mutants]
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            return list(pool.map(one, mutants))
+        try:
+            if jobs <= 1:
+                return [one(m) for m in mutants]
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                return list(pool.map(one, mutants))
+        except BaseException:
+            self.stopping = True
+            for process in list(self.active):
+                _kill(process)
+            raise
 
 
 def _kill(process: subprocess.Popen) -> None:
