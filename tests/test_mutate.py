@@ -268,7 +268,13 @@ def test_cli_table_json_fail_under_and_list(toy, capsys):
     assert cli.main(["toy", "--check", f"python -c '{WEAK}'", "--fail-under", "50", "--kinds", "sign"]) == 1
     assert "below --fail-under 50 %" in capsys.readouterr().err
     assert cli.main(["toy", "--list", "--functions", "clip", "--kinds", "compare"]) == 0
-    assert len(capsys.readouterr().out.splitlines()) == 2
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 2 and all(" compare " in line and "clip:" in line for line in listed)
+    first = listed[0].split()[0]
+    assert cli.main(["toy", "--check", f"python -c '{WEAK}'", "--ids", first, "--quiet"]) == 0
+    assert "score 0.0 %: 0 killed, 0 killed by timeout, 1 survived" in capsys.readouterr().out
+    assert cli.main(["toy", "--check", f"python -c '{WEAK}'", "--ids", "0123456789"]) == 2
+    assert "ids: ['0123456789'] are not mutants of toy" in capsys.readouterr().err
     assert cli.main(["toy", "--check", "python -c 'raise SystemExit(1)'"]) == 2
     assert "fails on the original" in capsys.readouterr().err
 

@@ -38,10 +38,11 @@ def mutants(
     functions: Sequence[str] | None = None,
     kinds: Sequence[str] | None = None,
     include_guards: bool = False,
+    ids: Sequence[str] | None = None,
 ) -> list[Mutant]:
     """The mutants of ``target`` (a module, module name, ``.py`` path, function or list of functions)."""
     resolved = resolve_target(target, functions)
-    return _mutants(resolved, kinds, include_guards)
+    return _mutants(resolved, kinds, include_guards, ids)
 
 
 def _display_path(file: Path) -> str:
@@ -51,9 +52,16 @@ def _display_path(file: Path) -> str:
         return str(file)
 
 
-def _mutants(target: Target, kinds: Sequence[str] | None, include_guards: bool) -> list[Mutant]:
-    return generate_mutants(target.source, filename=_display_path(target.file), module=target.module,
-                            functions=target.functions, kinds=kinds, include_guards=include_guards)
+def _mutants(target: Target, kinds: Sequence[str] | None, include_guards: bool,
+             ids: Sequence[str] | None) -> list[Mutant]:
+    found = generate_mutants(target.source, filename=_display_path(target.file), module=target.module,
+                             functions=target.functions, kinds=kinds, include_guards=include_guards)
+    if ids is None:
+        return found
+    missing = sorted(set(ids) - {m.id for m in found})
+    if missing:
+        raise ValueError(f"ids: {missing} are not mutants of {target.module} (with these functions and kinds)")
+    return [m for m in found if m.id in set(ids)]
 
 
 def run(
@@ -66,6 +74,7 @@ def run(
     timeout: float | None = None,
     jobs: int = 1,
     include_guards: bool = False,
+    ids: Sequence[str] | None = None,
     cwd: str | Path | None = None,
     progress: Callable[[Mutant, MutantResult], None] | None = None,
 ) -> MutationReport:
@@ -86,6 +95,7 @@ def run(
         mutant that runs longer is killed and counted as rejected ("timeout").
     jobs : mutants run at the same time.
     include_guards : also mutate input-validation guards (an ``if`` whose body only raises).
+    ids : run only the mutants with these ids (to look again at some survivors).
     cwd : the directory the check runs in (default: the current one).
     progress : called with each mutant and its result as it finishes.
 
@@ -100,7 +110,7 @@ def run(
         raise ValueError(f"timeout must be a positive number of seconds; got {timeout}")
     resolved = resolve_target(target, functions)
     marks = load_equivalents(equivalents)
-    generated = _mutants(resolved, kinds, include_guards)
+    generated = _mutants(resolved, kinds, include_guards, ids)
     start = time.perf_counter()
     runner = Runner(resolved, check, Path(cwd) if cwd is not None else Path.cwd())
     try:

@@ -1,6 +1,6 @@
 """``python -m gradcheck.mutate``: plant one bug at a time in a module and see whether a check catches it.
 
-    python -m gradcheck.mutate TARGET --check COMMAND [--functions F,G] [--kinds K,L]
+    python -m gradcheck.mutate TARGET --check COMMAND [--functions F,G] [--kinds K,L] [--ids ID,ID]
         [--equivalents FILE] [--timeout S] [--jobs N] [--include-guards] [--json PATH]
         [--fail-under PCT] [--list] [--quiet]
 
@@ -37,6 +37,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "'python -m pytest -x -q tests/test_x.py' (a leading 'python' is this interpreter)")
     p.add_argument("--functions", type=_names, metavar="F,G", help="mutate only these functions (or Class.method)")
     p.add_argument("--kinds", type=_names, metavar="K,L", help=f"mutant kinds, some of {','.join(KINDS)}")
+    p.add_argument("--ids", type=_names, metavar="ID,ID", help="only the mutants with these ids")
     p.add_argument("--equivalents", type=Path, metavar="FILE",
                    help="JSON (or TOML) list of {id, reason}: mutants that compute the same function")
     p.add_argument("--timeout", type=float, metavar="S", help="seconds per mutant (default 4x the unmutated run + 10)")
@@ -59,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.list:
             for m in mutants(args.target, functions=args.functions, kinds=args.kinds,
-                             include_guards=args.include_guards):
+                             include_guards=args.include_guards, ids=args.ids):
                 print(f"{m.id}  {m.kind:<10} {m.function}:{m.line}  {m.description}")
             return 0
         lock, done = threading.Lock(), [0]
@@ -72,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         report = run(args.target, args.check, functions=args.functions, kinds=args.kinds,
                      equivalents=args.equivalents, timeout=args.timeout, jobs=args.jobs,
-                     include_guards=args.include_guards, progress=None if args.quiet else progress)
+                     include_guards=args.include_guards, ids=args.ids, progress=None if args.quiet else progress)
     except (MutationError, ValueError) as err:
         print(f"gradcheck.mutate: {err}", file=sys.stderr)
         return 2
