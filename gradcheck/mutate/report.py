@@ -116,7 +116,8 @@ class MutationReport:
             parts += [f"survived {r.mutant.id} ({r.mutant.kind}, {r.mutant.function}, line {r.mutant.line}):",
                       r.mutant.diff().rstrip("\n"), ""]
         if self.unknown_equivalents:
-            parts += [f"note: equivalence marks for unknown ids (stale?): {', '.join(self.unknown_equivalents)}", ""]
+            parts += [f"note: {len(self.unknown_equivalents)} equivalence marks name no mutant of this run (another "
+                      f"target's, or stale after an edit): {', '.join(self.unknown_equivalents)}", ""]
         parts.append(self.summary())
         return "\n".join(parts)
 
