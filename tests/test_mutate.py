@@ -5,17 +5,20 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import os
 import re
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-from example_runner import ROOT, run_example
 
 import gradcheck.mutate
 import gradcheck.mutate.__main__ as cli
 from gradcheck.mutate import KINDS, MutationError, generate_mutants
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CLIP = '''\
 def clip(x, lo, hi):
@@ -279,9 +282,12 @@ def test_cli_table_json_fail_under_and_list(toy, capsys):
     assert "fails on the original" in capsys.readouterr().err
 
 
-def test_the_demo_weak_check_misses_two_bugs_that_gradcheck_kills(tmp_path):
+def test_the_demo_weak_check_misses_two_bugs_that_gradcheck_kills():
     before = snapshot(ROOT / "examples")
-    stdout = run_example("mutation_demo.py", tmp_path)
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / "mutation_demo.py")], capture_output=True,
+                            text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    stdout = result.stdout
     weak, strong = stdout.split("== strong_check")
     assert "score 86.7 %: 13 killed, 0 killed by timeout, 2 survived" in weak
     assert "+    dweight = dout @ x" in weak and "+    dbias = dout.sum(axis=1)" in weak
