@@ -51,7 +51,7 @@ def main() -> None:
     args = parser(__doc__.splitlines()[0]).parse_args()
     np.set_printoptions(precision=4, suppress=True)
 
-    module = MultiHeadAttention(EMBED_DIM, NUM_HEADS, rng=SEED)
+    module = MultiHeadAttention(EMBED_DIM, NUM_HEADS, batch_first=True, rng=SEED)
     x = SAMPLE_INPUT[None].astype(np.float64)  # a batch of one: (1, 3, 4)
     output, weights = module(x, average_attn_weights=False)
     print("multi-head attention output:")

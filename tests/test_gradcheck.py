@@ -299,7 +299,8 @@ def test_numerical_gradients_of_a_non_contiguous_input():
 
 
 def test_multihead_attention_every_parameter_checked_and_restored(rng):
-    module = na.MultiHeadAttention(8, 2, dropout=0.3, rng=np.random.default_rng(0))  # training: dropout on
+    # training: dropout on
+    module = na.MultiHeadAttention(8, 2, batch_first=True, dropout=0.3, rng=np.random.default_rng(0))
     x = random_like(rng, (2, 3, 8))
     module(x)
     module.backward(random_like(rng, (2, 3, 8)))

@@ -90,8 +90,8 @@ class MultiHeadAttention(Module):
     kdim, vdim : int, optional
         Widths of the key and value inputs (default ``embed_dim``).
     batch_first : bool
-        (N, L, E) inputs when True (this library's default), (L, N, E) when False
-        (torch's default). Unbatched (L, E) input is accepted either way.
+        (N, L, E) inputs when True, (L, N, E) when False (the default, as in torch).
+        Unbatched (L, E) input is accepted either way.
     num_kv_heads : int, optional
         Key/value heads (default ``num_heads``); fewer gives grouped-query attention,
         1 multi-query attention. ``k_proj`` and ``v_proj`` then output
@@ -134,7 +134,7 @@ class MultiHeadAttention(Module):
         add_zero_attn: bool = False,
         kdim: int | None = None,
         vdim: int | None = None,
-        batch_first: bool = True,
+        batch_first: bool = False,
         *,
         num_kv_heads: int | None = None,
         impl: str = "naive",
