@@ -35,3 +35,46 @@ def test_readme_check_template_runs_with_a_real_layer():
                  "rng": np.random.default_rng(0)}
     exec(compile(template.replace("print(report)", ""), str(README), "exec"), namespace)
     assert namespace["report"].passed
+
+
+def section(title: str) -> str:
+    """The README text from the heading ``title`` to the next heading of the same level."""
+    text = README.read_text()
+    start = text.index(f"## {title}")
+    end = text.find("\n## ", start + 1)
+    return text[start:] if end < 0 else text[start:end]
+
+
+def test_readme_states_each_mask_convention_where_its_api_is_introduced():
+    """SDPA / attention_forward: boolean True = may attend; MultiHeadAttention: True = NOT allowed."""
+    for title, convention, call in (
+        ("The API in a few lines", "True = may attend", "attention_forward(q, k, v, attn_mask="),
+        ("Multi-head attention", "True = NOT allowed", "mha(x, attn_mask="),
+    ):
+        text = section(title)
+        assert convention in text, title
+        assert "float" in text and "added" in text, title
+        snippet = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if call in b)
+        assert len(snippet.strip().splitlines()) == 2 and convention in snippet, snippet
+
+
+def test_readme_mask_examples_mean_what_they_say():
+    """Both two-line examples build the causal mask, each in its own convention."""
+    import numpy as np
+
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    namespace: dict = {}
+    seen = set()
+    for block in blocks:
+        if "my_forward" in block:
+            continue
+        exec(compile(block, str(README), "exec"), namespace)
+        seen |= {name for name in ("may_attend", "blocked") if name in block}
+        if "may_attend" in block:
+            causal, _ = namespace["attention_forward"](namespace["q"], namespace["k"], namespace["v"], is_causal=True)
+            np.testing.assert_array_equal(namespace["out"], causal)
+        if "blocked" in block:
+            mha, x = namespace["mha"], namespace["x"]
+            mha.eval()
+            np.testing.assert_array_equal(mha(x, attn_mask=namespace["blocked"])[0], mha(x, is_causal=True)[0])
+    assert seen == {"may_attend", "blocked"}
