@@ -23,6 +23,7 @@ from _common import heatmap, parser, pyplot, save
 import gradcheck
 import numpy_attention as na
 from gradcheck.reference import torch_available
+from numpy_attention.multihead.torch_interop import TORCH_INSTALL_HINT
 
 EPS = 1e-6
 
@@ -123,7 +124,7 @@ def main() -> None:
 
         print(gradcheck.compare_with_torch(rms_norm_forward, rms_norm_backward, torch_rms_norm, (x, gain)))
     else:
-        print("torch is not installed: pip install 'numpy_attention[torch]' to compare with it")
+        print(f"torch is not installed, so not compared: {TORCH_INSTALL_HINT}")
 
     # The failing gradient element by element: analytic, numeric and the difference.
     _, cache = rms_norm_forward(x, gain)

@@ -18,6 +18,7 @@ from _common import heatmap, parser, pyplot, save
 from self_attention import SAMPLE_INPUT, UPSTREAM_GRADIENT
 
 from numpy_attention import MultiHeadAttention
+from numpy_attention.multihead.torch_interop import TORCH_INSTALL_HINT
 
 EMBED_DIM, NUM_HEADS, SEED = 4, 2, 0
 
@@ -77,7 +78,7 @@ def main() -> None:
 
     parity = torch_parity(module, x, dout, {"output": output, "weights": weights, "dx": dx})
     if parity is None:
-        print("torch is not installed: pip install 'numpy_attention[torch]' to compare with it")
+        print(f"torch is not installed, so not compared: {TORCH_INSTALL_HINT}")
         return
     print("max relative difference from torch.nn.MultiheadAttention (float64, same weights):")
     for name, error in parity.items():

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from numpy_attention.multihead.torch_interop import TORCH_INSTALL_HINT
+
 
 def rel_error(actual: np.ndarray, expected: np.ndarray) -> float:
     """max |actual - expected| over the larger of the two magnitudes (0 when both are 0)."""
@@ -30,6 +32,4 @@ def rng() -> np.random.Generator:
 
 def require_torch():
     """Import torch or skip the test, saying what to install."""
-    return pytest.importorskip(
-        "torch", reason="torch is not installed: pip install 'numpy_attention[torch]' to compare with it"
-    )
+    return pytest.importorskip("torch", reason=f"torch is not installed: {TORCH_INSTALL_HINT}")

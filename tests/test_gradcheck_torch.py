@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import subprocess
 import sys
 
@@ -18,6 +19,7 @@ import numpy_attention as na
 from gradcheck import torch_ops
 from gradcheck.reference import compare_module_with_torch, compare_with_reference, compare_with_torch
 from numpy_attention import functional as F
+from numpy_attention.multihead.torch_interop import TORCH_INSTALL_HINT
 
 
 def qkv(shapes=((2, 4, 3, 4), (2, 2, 5, 4), (2, 2, 5, 3)), seed=0):
@@ -104,7 +106,7 @@ def test_numpy_reference_compares_outputs():
 
 def test_without_torch_the_message_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
-    with pytest.raises(ImportError, match=r"pip install 'numpy_attention\[torch\]'"):
+    with pytest.raises(ImportError, match=re.escape(TORCH_INSTALL_HINT)):
         compare_with_torch(F.attention_forward, F.attention_backward, torch_ops.attention, qkv())
 
 

@@ -15,6 +15,7 @@ from gradcheck import numerical_gradients
 from numpy_attention import MultiHeadAttention
 from numpy_attention.functional import AttentionCache, attention_backward, attention_forward
 from numpy_attention.layers import ATTENTION_IMPLS
+from numpy_attention.multihead.torch_interop import TORCH_INSTALL_HINT
 
 # A representative subset for finite differences: every option appears at least once.
 FD_CASES = [
@@ -320,7 +321,7 @@ def test_multi_head_attention_example(tmp_path):
     try:
         import torch  # noqa: F401
     except ImportError:
-        assert "pip install 'numpy_attention[torch]'" in stdout
+        assert TORCH_INSTALL_HINT in stdout
     else:
         assert len(parity) == 5 and all(float(error) < 1e-10 for _, error in parity), parity
 

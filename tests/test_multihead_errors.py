@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 from conftest import random_like
 
 from numpy_attention import MultiHeadAttention
+from numpy_attention.multihead.torch_interop import TORCH_INSTALL_HINT
 
 
 def _call(**kwargs):
@@ -94,7 +96,7 @@ def test_backward_needs_a_forward_and_a_dout_of_its_shape(rng):
 
 def test_torch_interop_without_torch_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
-    with pytest.raises(ImportError, match=r"to_torch needs PyTorch.*pip install 'numpy_attention\[torch\]'"):
+    with pytest.raises(ImportError, match="to_torch needs PyTorch.*" + re.escape(TORCH_INSTALL_HINT)):
         MultiHeadAttention(4, 2).to_torch()
-    with pytest.raises(ImportError, match=r"from_torch needs PyTorch.*numpy_attention\[torch\]"):
+    with pytest.raises(ImportError, match="from_torch needs PyTorch.*" + re.escape(TORCH_INSTALL_HINT)):
         MultiHeadAttention.from_torch(object())

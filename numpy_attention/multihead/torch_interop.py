@@ -17,6 +17,13 @@ from .._validation import describe
 
 PROJECTIONS = ("q_proj", "k_proj", "v_proj")
 
+# The one install hint for torch, shown wherever torch is missing (errors, skips, examples, README).
+TORCH_INSTALL_HINT = (
+    "a CPU build of torch is enough: install one first (e.g. `pip install torch==2.13.0` where a CPU "
+    "wheel is available, or from PyTorch's CPU index); `pip install 'numpy_attention[torch]'` pulls "
+    "torch's default build, which is CUDA on Linux (several GB)"
+)
+
 
 def import_torch(feature: str) -> Any:
     """``torch``, or an ImportError that says how to install it."""
@@ -24,7 +31,7 @@ def import_torch(feature: str) -> Any:
         import torch
     except ImportError as err:
         raise ImportError(
-            f"{feature} needs PyTorch, which is not installed: pip install 'numpy_attention[torch]'"
+            f"{feature} needs PyTorch, which is not installed; {TORCH_INSTALL_HINT}"
         ) from err
     return torch
 
