@@ -71,7 +71,8 @@ class RMSNorm(na.Module):
         self.add_param("gain", np.ones(features))
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        out, self._cache = rms_norm_forward(x, self.params["gain"])
+        out, cache = rms_norm_forward(x, self.params["gain"])
+        self.save_for_backward(cache)
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:

@@ -48,7 +48,8 @@ class Linear(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = as_float_array(x, "x", dtype=self.dtype)
-        out, self._cache = F.linear_forward(x, self.params["weight"], self.params.get("bias"))
+        out, cache = F.linear_forward(x, self.params["weight"], self.params.get("bias"))
+        self.save_for_backward(cache)
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
@@ -89,7 +90,8 @@ class Embedding(Module):
         self.add_param("weight", weight)
 
     def forward(self, indices: np.ndarray) -> np.ndarray:
-        out, self._cache = F.embedding_forward(indices, self.params["weight"], self.padding_idx)
+        out, cache = F.embedding_forward(indices, self.params["weight"], self.padding_idx)
+        self.save_for_backward(cache)
         return out
 
     def backward(self, dout: np.ndarray) -> None:
@@ -136,10 +138,11 @@ class ScaledDotProductAttention(Module):
     ) -> tuple[np.ndarray, np.ndarray | None]:
         attention_forward, _ = ATTENTION_IMPLS[self.impl]
         dropout_p = self.dropout if self.training else 0.0
-        out, self._cache = attention_forward(
+        out, cache = attention_forward(
             q, k, v, attn_mask, dropout_p, is_causal, self.scale, rng=self.rng
         )
-        return out, getattr(self._cache, "weights", None)
+        self.save_for_backward(cache)
+        return out, getattr(cache, "weights", None)
 
     def backward(self, dout: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         _, attention_backward = ATTENTION_IMPLS[self.impl]

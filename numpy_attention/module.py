@@ -22,7 +22,20 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 class Module:
-    """Base class: ``params`` and ``grads`` share keys; ``backward`` accumulates into ``grads``."""
+    """Base class: ``params`` and ``grads`` share keys; ``backward`` accumulates into ``grads``.
+
+    To write a module, subclass it and implement two methods:
+
+    * ``forward(*inputs)``: compute the output from the inputs and ``self.params``,
+      hand what the backward needs to ``self.save_for_backward(cache)``, return the output;
+    * ``backward(dout)``: read it back with ``self.saved_cache()``, **add** each parameter's
+      gradient into ``self.grads`` (``self.accumulate(name, grad)``, never ``grads[name] = ...``,
+      so that two backwards give twice the gradient and ``zero_grad()`` clears them), and return
+      the input gradients (one array, or a tuple with one per input).
+
+    Register parameters in ``__init__`` with ``self.add_param(name, array)``.
+    ``gradcheck.check_module(module, *inputs)`` checks all of it.
+    """
 
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
@@ -44,8 +57,12 @@ class Module:
     def backward(self, dout: np.ndarray) -> Any:
         raise NotImplementedError
 
+    def save_for_backward(self, cache: Any) -> None:
+        """Keep what ``backward`` needs from this forward (replacing the previous forward's)."""
+        self._cache = cache
+
     def saved_cache(self) -> Any:
-        """The cache of the last forward; backward before forward is an error."""
+        """What the last forward saved with :meth:`save_for_backward`; backward before forward is an error."""
         if self._cache is None:
             raise ValueError(
                 f"{type(self).__name__}.backward() was called before forward(): "
@@ -54,6 +71,7 @@ class Module:
         return self._cache
 
     def accumulate(self, name: str, grad: np.ndarray) -> None:
+        """Add ``grad`` into ``self.grads[name]`` in place."""
         self.grads[name] += grad
 
     def zero_grad(self) -> None:

@@ -78,3 +78,10 @@ def test_readme_mask_examples_mean_what_they_say():
             mha.eval()
             np.testing.assert_array_equal(mha(x, attn_mask=namespace["blocked"])[0], mha(x, is_causal=True)[0])
     assert seen == {"may_attend", "blocked"}
+
+
+def test_readme_writes_a_module_with_the_public_api_only():
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    module = next(b for b in blocks if "(na.Module)" in b)
+    assert "save_for_backward" in module and "saved_cache()" in module and "accumulate(" in module
+    assert not re.search(r"\._[a-z]", README.read_text())  # no private attribute anywhere in the README

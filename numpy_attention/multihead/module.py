@@ -313,10 +313,10 @@ class MultiHeadAttention(Module):
         out, out_cache = F.linear_forward(merge_heads(heads), self.params["out_proj.weight"],
                                           self.params.get("out_proj.bias"))
         out = layout.to_caller(out)
-        self._cache = MultiHeadCache(
+        self.save_for_backward(MultiHeadCache(
             tuple(projection_caches), (key_rows, value_rows), attention_cache, attention_backward,
             out_cache, layout, self_attention, out.shape,
-        )
+        ))
         weights = self._returned_weights(attention_cache, average_attn_weights, layout) if need_weights else None
         return out, weights
 
