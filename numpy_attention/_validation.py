@@ -25,13 +25,14 @@ def describe(x: Any) -> str:
     return f"{type(x).__name__} {x!r}" if np.isscalar(x) or x is None else type(x).__name__
 
 
-def as_float_array(x: Any, name: str, dtype: np.dtype | None = None) -> np.ndarray:
+def as_float_array(x: Any, name: str, dtype: np.dtype | None = None, *, module: str | None = None) -> np.ndarray:
     """Return ``x`` as a float32/float64 array without copying when it already is one.
 
     Integer arrays become float64 (or ``dtype`` when given), so that
     ``np.array([[1, 0, 1, 0]])`` just works. Bool, complex, object and string
     arrays are rejected: they are never a differentiable input. When ``dtype``
-    is given, float input must already have it (as torch refuses mixed dtypes).
+    is given, float input must already have it (as torch refuses mixed dtypes);
+    ``module`` (a class name) adds to that error how to build a module of the input's dtype.
     """
     if isinstance(x, np.ndarray):
         array = x
@@ -51,7 +52,11 @@ def as_float_array(x: Any, name: str, dtype: np.dtype | None = None) -> np.ndarr
             f"got dtype {array.dtype}"
         )
     if dtype is not None and array.dtype != np.dtype(dtype):
-        raise TypeError(f"{name} must have dtype {np.dtype(dtype)}; got dtype {array.dtype}")
+        message = f"{name} must have dtype {np.dtype(dtype)}; got dtype {array.dtype}"
+        if module is not None:
+            message += (f". This {module} holds {np.dtype(dtype)} parameters: for {array.dtype} input build it with "
+                        f"{module}(..., dtype=np.{array.dtype}), or cast the input with .astype(np.{np.dtype(dtype)})")
+        raise TypeError(message)
     return array
 
 

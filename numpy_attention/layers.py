@@ -47,7 +47,7 @@ class Linear(Module):
             self.add_param("bias", rng.uniform(-bound, bound, out_features).astype(self.dtype))
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        x = as_float_array(x, "x", dtype=self.dtype)
+        x = as_float_array(x, "x", dtype=self.dtype, module="Linear")
         out, cache = F.linear_forward(x, self.params["weight"], self.params.get("bias"))
         self.save_for_backward(cache)
         return out

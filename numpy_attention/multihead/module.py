@@ -208,10 +208,10 @@ class MultiHeadAttention(Module):
 
     def _check_inputs(self, query: Any, key: Any, value: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Shapes as torch checks them, with the culprit named: (N, L, E) / (L, N, E) / (L, E)."""
-        query = as_float_array(query, "query", dtype=self.dtype)
+        query = as_float_array(query, "query", dtype=self.dtype, module="MultiHeadAttention")
         check_ndim(query, "query", (2, 3))
-        key = as_float_array(key, "key", dtype=self.dtype)
-        value = as_float_array(value, "value", dtype=self.dtype)
+        key = as_float_array(key, "key", dtype=self.dtype, module="MultiHeadAttention")
+        value = as_float_array(value, "value", dtype=self.dtype, module="MultiHeadAttention")
         if not query.ndim == key.ndim == value.ndim:
             raise ValueError(
                 f"query, key and value must all be 3-D (batched) or all 2-D (unbatched); "
