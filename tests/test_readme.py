@@ -13,28 +13,25 @@ def test_readme_python_snippets_run():
     assert len(blocks) >= 3
     namespace: dict = {}
     for block in blocks:
-        if "my_forward" in block:  # the template for the reader's own layer: run with a real layer below
-            continue
         exec(compile(block, str(README), "exec"), namespace)
-    assert namespace["dx"].shape == namespace["x"].shape
-
-
-def test_readme_check_template_runs_with_a_real_layer():
-    """The five-line template, with a scaled-product layer standing in for the reader's."""
-    import numpy as np
-
-    def my_forward(x, w):
-        return x * w, (x, w)
-
-    def my_backward(dout, cache):
-        x, w = cache
-        return dout * w, (dout * x).sum(axis=0)
-
-    template = next(b for b in re.findall(r"```python\n(.*?)```", README.read_text(), re.S) if "my_forward" in b)
-    namespace = {"my_forward": my_forward, "my_backward": my_backward, "np": np,
-                 "rng": np.random.default_rng(0)}
-    exec(compile(template.replace("print(report)", ""), str(README), "exec"), namespace)
     assert namespace["report"].passed
+
+
+def test_readme_check_recipe_runs_as_written_and_catches_a_wrong_backward(capsys):
+    """The "check your own layer" recipe runs on its own, in a fresh namespace, and prints a passing
+    table; with the row sum dropped from dw, the same lines fail."""
+    recipe = next(b for b in re.findall(r"```python\n(.*?)```", README.read_text(), re.S) if "my_forward" in b)
+    namespace: dict = {}
+    exec(compile(recipe, str(README), "exec"), namespace)
+    assert namespace["report"].passed and "PASSED" in capsys.readouterr().out
+    broken = recipe.replace("(dout * x).sum(axis=0)", "(dout * x)[0]")
+    assert broken != recipe
+    try:
+        exec(compile(broken, str(README), "exec"), {})
+    except AssertionError:
+        pass
+    else:
+        raise AssertionError("the recipe passed a dw without the sum over rows")
 
 
 def section(title: str) -> str:
