@@ -18,7 +18,7 @@ from ._validation import (
     check_probability,
     check_real,
 )
-from .module import Module, check_float_dtype
+from .module import Module, check_float_dtype, format_arguments
 
 
 class Linear(Module):
@@ -45,6 +45,10 @@ class Linear(Module):
         self.add_param("weight", rng.uniform(-bound, bound, (out_features, in_features)).astype(self.dtype))
         if check_bool(bias, "bias"):
             self.add_param("bias", rng.uniform(-bound, bound, out_features).astype(self.dtype))
+
+    def extra_repr(self) -> str:
+        return format_arguments({"in_features": self.in_features, "out_features": self.out_features,
+                                 "bias": "bias" in self.params}, {"dtype": (self.dtype, np.dtype(np.float64))})
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = as_float_array(x, "x", dtype=self.dtype, module="Linear")
@@ -89,6 +93,10 @@ class Embedding(Module):
             weight[self.padding_idx] = 0
         self.add_param("weight", weight)
 
+    def extra_repr(self) -> str:
+        return format_arguments({"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim},
+                                {"padding_idx": (self.padding_idx, None), "dtype": (self.dtype, np.dtype(np.float64))})
+
     def forward(self, indices: np.ndarray) -> np.ndarray:
         out, cache = F.embedding_forward(indices, self.params["weight"], self.padding_idx)
         self.save_for_backward(cache)
@@ -127,6 +135,10 @@ class ScaledDotProductAttention(Module):
         self.scale = check_real(scale, "scale", allow_none=True)
         self.impl = check_choice(impl, "impl", sorted(ATTENTION_IMPLS))
         self.rng = as_generator(rng)
+
+    def extra_repr(self) -> str:
+        return format_arguments({}, {"dropout": (self.dropout, 0.0), "scale": (self.scale, None),
+                                     "impl": (self.impl, "naive")})
 
     def forward(
         self,

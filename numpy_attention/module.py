@@ -51,6 +51,13 @@ class Module:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward(*args, **kwargs)
 
+    def extra_repr(self) -> str:
+        """The arguments shown inside ``repr(module)``, as torch's ``extra_repr``; override it."""
+        return ""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"
+
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError
 
@@ -133,6 +140,15 @@ class Module:
             self.load_state_dict(state)
         except (TypeError, ValueError) as err:
             raise ValueError(f"{problem}: {err}") from err
+
+
+def format_arguments(always: dict[str, Any], options: dict[str, tuple[Any, Any]]) -> str:
+    """``name=value, ...``: every entry of ``always``, then each option ``name: (value, default)``
+    whose value is not its default (a dtype shows as ``float32``, a string with quotes)."""
+    shown = dict(always)
+    shown.update({name: value for name, (value, default) in options.items() if value != default})
+    return ", ".join(f"{name}={np.dtype(value).name if isinstance(value, np.dtype) else repr(value)}"
+                     for name, value in shown.items())
 
 
 def read_npz(file: BinaryIO) -> dict[str, np.ndarray]:

@@ -33,7 +33,7 @@ from .._validation import (
 from ..functional.attention import dropout_scale
 from ..functional.heads import AppendKeysCache, append_keys_backward, append_keys_forward, merge_heads, split_heads
 from ..layers import ATTENTION_IMPLS
-from ..module import Module, check_float_dtype
+from ..module import Module, check_float_dtype, format_arguments
 from . import torch_interop
 from .masks import MaskShape, merge_masks
 
@@ -166,6 +166,16 @@ class MultiHeadAttention(Module):
         self.dtype = check_float_dtype(dtype)
         self.rng = as_generator(rng)
         self._init_params()
+
+    def extra_repr(self) -> str:
+        """``embed_dim=64, num_heads=8``, then every option that is not its default."""
+        return format_arguments({"embed_dim": self.embed_dim, "num_heads": self.num_heads}, {
+            "dropout": (self.dropout, 0.0), "bias": (self.bias, True), "add_bias_kv": (self.add_bias_kv, False),
+            "add_zero_attn": (self.add_zero_attn, False), "kdim": (self.kdim, self.embed_dim),
+            "vdim": (self.vdim, self.embed_dim), "batch_first": (self.batch_first, False),
+            "num_kv_heads": (self.num_kv_heads, self.num_heads), "impl": (self.impl, "naive"),
+            "dtype": (self.dtype, np.dtype(np.float64)),
+        })
 
     @property
     def kv_features(self) -> int:
