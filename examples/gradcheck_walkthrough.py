@@ -25,7 +25,7 @@ from _common import heatmap, parser, pyplot, save
 import gradcheck
 import numpy_attention as na
 from gradcheck.reference import torch_available
-from numpy_attention.multihead.torch_interop import TORCH_INSTALL_HINT
+from numpy_attention.optional import TORCH_HINT
 
 EPS = 1e-6
 
@@ -127,7 +127,7 @@ def main() -> None:
 
         print(gradcheck.compare_with_torch(rms_norm_forward, rms_norm_backward, torch_rms_norm, (x, gain)))
     else:
-        print(f"torch is not installed, so not compared: {TORCH_INSTALL_HINT}")
+        print(f"torch is not installed, so not compared: {TORCH_HINT}")
 
     fig = draw(x, gain, row.worst_index)
     save(fig, args.outdir, "gradcheck_walkthrough.png")

@@ -22,7 +22,7 @@ from _common import heatmap, parser, pyplot, save
 from self_attention import SAMPLE_INPUT, UPSTREAM_GRADIENT
 
 from numpy_attention import MultiHeadAttention
-from numpy_attention.multihead.torch_interop import TORCH_INSTALL_HINT
+from numpy_attention.optional import TORCH_HINT
 
 EMBED_DIM, NUM_HEADS, SEED, INPUT_SCALE = 4, 2, 126, 2.0
 
@@ -91,7 +91,7 @@ def main() -> None:
 
     parity = torch_parity(module, x, dout, {"output": output, "weights": weights, "dx": dx})
     if parity is None:
-        print(f"torch is not installed, so not compared: {TORCH_INSTALL_HINT}")
+        print(f"torch is not installed, so not compared: {TORCH_HINT}")
         return
     print("max relative difference from torch.nn.MultiheadAttention (float64, same weights):")
     for name, error in parity.items():

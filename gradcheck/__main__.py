@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from numpy_attention.multihead.torch_interop import TORCH_INSTALL_HINT
+from numpy_attention.optional import TORCH_HINT
 
 from .check import FLOAT32_NOTE
 from .reference import require_torch, torch_available
@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dtype = np.dtype(args.dtype)
     mode = "fast (random directions)" if args.fast else "exhaustive (every element)"
     versus = f"torch {require_torch().__version__} autograd" if use_torch else (
-        "torch skipped" if args.no_torch else f"torch not installed, so not compared ({TORCH_INSTALL_HINT})")
+        "torch skipped" if args.no_torch else f"torch not installed, so not compared ({TORCH_HINT})")
     print(f"gradcheck: {len(entries)} entries, {dtype}, finite differences {mode}; {versus}")
     if dtype == np.float32:
         print(f"note: {FLOAT32_NOTE}")

@@ -9,8 +9,8 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import random_like, require_torch
-from example_runner import ROOT
+from helpers.example_runner import ROOT
+from helpers.numerics import random_like, require_torch
 
 import numpy_attention as na
 from gradcheck import compare_with_reference, compare_with_torch, torch_ops

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import random_like
+from helpers.numerics import random_like
 
 import gradcheck
 import numpy_attention as na

@@ -11,15 +11,14 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import random_like, require_torch
-from example_runner import ROOT
+from helpers.example_runner import ROOT
+from helpers.numerics import random_like, require_torch
 
 import gradcheck
 import numpy_attention as na
 from gradcheck import torch_ops
 from gradcheck.reference import compare_module_with_torch, compare_with_reference, compare_with_torch
 from numpy_attention import functional as F
-from numpy_attention.multihead.torch_interop import TORCH_INSTALL_HINT
 
 
 def qkv(shapes=((2, 4, 3, 4), (2, 2, 5, 4), (2, 2, 5, 3)), seed=0):
@@ -104,9 +103,11 @@ def test_numpy_reference_compares_outputs():
     assert not report.passed and [row.name for row in report.rows] == ["output"]
 
 
-def test_without_torch_the_message_names_the_extra(monkeypatch):
+def test_without_torch_the_message_says_what_to_install(monkeypatch):
+    from numpy_attention.optional import TORCH_HINT
+
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
-    with pytest.raises(ImportError, match=re.escape(TORCH_INSTALL_HINT)):
+    with pytest.raises(ImportError, match=re.escape(TORCH_HINT)):
         compare_with_torch(F.attention_forward, F.attention_backward, torch_ops.attention, qkv())
 
 

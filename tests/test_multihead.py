@@ -7,15 +7,15 @@ from typing import NamedTuple
 
 import numpy as np
 import pytest
-from conftest import random_like, rel_error
-from example_runner import assert_png, load_example, printed_matrix, run_example
-from multihead_cases import MHACase, gradient_errors
+from helpers.example_runner import assert_png, load_example, printed_matrix, run_example
+from helpers.multihead_cases import MHACase, gradient_errors
+from helpers.numerics import random_like, rel_error
 
 from gradcheck import numerical_gradients
 from numpy_attention import MultiHeadAttention
-from numpy_attention.functional import AttentionCache, attention_backward, attention_forward
-from numpy_attention.layers import ATTENTION_IMPLS
-from numpy_attention.multihead.torch_interop import TORCH_INSTALL_HINT
+from numpy_attention.attention_impls import ATTENTION_IMPLS
+from numpy_attention.kernels import AttentionCache, attention_backward, attention_forward
+from numpy_attention.optional import TORCH_HINT
 
 # A representative subset for finite differences: every option appears at least once.
 FD_CASES = [
@@ -322,7 +322,7 @@ def test_multi_head_attention_example(tmp_path):
     try:
         import torch  # noqa: F401
     except ImportError:
-        assert TORCH_INSTALL_HINT in stdout
+        assert TORCH_HINT in stdout
     else:
         assert len(parity) == 5 and all(float(error) < 1e-10 for _, error in parity), parity
 

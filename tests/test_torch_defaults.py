@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import require_torch
+from helpers.numerics import require_torch
 
 import numpy_attention as na
 from numpy_attention.functional import cross_entropy_forward, embedding_forward

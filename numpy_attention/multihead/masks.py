@@ -21,8 +21,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .._validation import as_mask_array, check_bool
 from ..functional.attention import causal_mask
+from ..validation import as_mask_array, check_bool
 
 
 class MaskShape(NamedTuple):
@@ -59,7 +59,7 @@ def _check_key_padding_mask(key_padding_mask: Any, shape: MaskShape, dtype: np.d
     if key_padding_mask.shape != expected:
         layout = "(N, S)" if shape.batched else "(S,) for unbatched input"
         raise ValueError(f"key_padding_mask must have shape {layout} = {expected}; got shape {key_padding_mask.shape}")
-    return key_padding_mask.reshape(-1, 1, 1, shape.keys)
+    return key_padding_mask.reshape(shape.batch if shape.batched else 1, 1, 1, shape.keys)  # not -1: S may be 0
 
 
 def _as_additive(allowed: np.ndarray, dtype: np.dtype) -> np.ndarray:

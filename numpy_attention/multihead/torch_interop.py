@@ -13,27 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import describe
+from ..optional import import_torch
+from ..validation import describe
 
 PROJECTIONS = ("q_proj", "k_proj", "v_proj")
-
-# The one install hint for torch, shown wherever torch is missing (errors, skips, examples, README).
-TORCH_INSTALL_HINT = (
-    "a CPU build of torch is enough: install one first (e.g. `pip install torch==2.13.0` where a CPU "
-    "wheel is available, or from PyTorch's CPU index); `pip install 'numpy_attention[torch]'` pulls "
-    "torch's default build, which is CUDA on Linux (several GB)"
-)
-
-
-def import_torch(feature: str) -> Any:
-    """``torch``, or an ImportError that says how to install it."""
-    try:
-        import torch
-    except ImportError as err:
-        raise ImportError(
-            f"{feature} needs PyTorch, which is not installed; {TORCH_INSTALL_HINT}"
-        ) from err
-    return torch
 
 
 def torch_state(torch_module: Any, *, grads: bool = False) -> dict[str, np.ndarray]:
@@ -61,7 +44,7 @@ def torch_state(torch_module: Any, *, grads: bool = False) -> dict[str, np.ndarr
     return state
 
 
-def from_torch(cls: type, torch_module: Any, *, impl: str = "naive", rng: Any = None) -> Any:
+def from_torch(cls: type, torch_module: Any, *, impl: str = "dense", rng: Any = None) -> Any:
     """A ``cls`` (MultiHeadAttention) with the options, parameters and mode of ``torch_module``."""
     torch = import_torch("MultiHeadAttention.from_torch")
     if not isinstance(torch_module, torch.nn.MultiheadAttention):

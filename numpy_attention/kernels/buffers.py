@@ -1,8 +1,8 @@
 """Recycled memory for the attention weights, the one (..., L, S) array each call allocates.
 
-A fresh array that large costs more than the arithmetic suggests: the kernel maps
-and zeroes each of its pages at the first write, about 5 ms per 32 MiB on the
-benchmark machine (7 % of a float64 forward+backward). In a training loop the
+A fresh array that large costs more than the arithmetic suggests: the operating
+system maps and zeroes each of its pages at the first write (docs/performance.md,
+"Recycled weights memory", has the cost). In a training loop the
 previous step's weights are garbage by the time the next step asks for its own,
 so their memory, already mapped, can be handed out again.
 

@@ -1,7 +1,8 @@
 """How the work is cut and run: tiles of query rows, chunks of heads, blocks of products, cores.
 
-The math is in :mod:`attention` and :mod:`linear`; this module only decides which
-slices of it run together and where. A tile is a few heads' rows of scores that
+The math is in :mod:`dense`, :mod:`flash` and :mod:`linear` (and, plainly, in the textbook
+pairs of :mod:`numpy_attention.functional`); this module only decides which slices of it
+run together and where: the one scheduling layer of the kernels. A tile is a few heads' rows of scores that
 stay in a core's cache through all the passes over them; chunks of heads, and
 blocks of a large product (:func:`matmul`), are the units that run on the cores,
 each writing only its own slices of the outputs.
@@ -22,8 +23,7 @@ import numpy as np
 # cache from the product Q K^T through the softmax's passes to the product with V, instead of
 # streaming the whole (..., L, S) array through memory once per pass. A tile spans several
 # heads when they are short, so that NumPy's per-call cost is paid once for all of them.
-# Tiles of at most 256 rows of 2 MiB gave the fastest products on the benchmark machine
-# (2 MiB of L2 cache per core).
+# At most 256 rows and 2 MiB, a per-core L2 cache (docs/performance.md, "Row tiles kept in cache").
 TILE_ROWS = 256
 TILE_BYTES = 2 << 20
 # Causal tiles stop at the key of their last query, so more tiles skip more of the masked
