@@ -21,10 +21,12 @@ from _common import parser, pyplot, save
 from gradcheck import bugs
 from gradcheck.reference import torch_available
 
+FLOOR = 1e-17  # the log axis starts here: an error of exactly 0 is drawn at it
+
 
 def largest_error(report) -> float:
     """The largest scale-aware relative error over the report's tensors (floored for the log axis)."""
-    return max([row.max_rel_error for row in report.rows if row.max_rel_error is not None] + [1e-17])
+    return max([row.max_rel_error for row in report.rows if row.max_rel_error is not None] + [FLOOR])
 
 
 CHECK_LABELS = {bugs.FINITE_DIFFERENCES: "FD", bugs.REFERENCE: "ref"}
@@ -49,10 +51,12 @@ def draw(rows: list[dict]):
                          label="correct version")
     for yi, row in zip(y, rows):
         ax.plot([row["rtol"]] * 2, [yi - 0.45, yi + 0.45], color="black", linewidth=2)
+        if row["right"] <= FLOOR:  # no bar to see: say so
+            ax.text(2 * FLOOR, yi + 0.2, "correct: exactly 0", va="center", fontsize=8)
     ax.plot([], [], color="black", linewidth=2, label="pass tolerance (rtol) of the row's check")
     ax.set_yticks(y, [f"{row['name']} [{CHECK_LABELS[row['caught_by']]}]" for row in rows], fontsize=9)
     ax.set_xscale("log")
-    ax.set_xlim(1e-17, STOPPED * 10)
+    ax.set_xlim(FLOOR, STOPPED * 10)
     ax.invert_yaxis()
     ax.set_xlabel("largest relative error over the checked tensors (max |error| / the tensor's largest entry)")
     fig.suptitle(f"Bug zoo: {len(rows)} bugs, wrong and correct versions under the same check")

@@ -109,7 +109,8 @@ def test_bug_zoo_figure_has_a_bar_per_bug_a_threshold_and_a_caption():
     from gradcheck import bugs
 
     rows = [{"name": bug.name, "caught_by": bug.caught_by, "rtol": 1e-5 if bug.caught_by == bugs.FINITE_DIFFERENCES
-             else 1e-10, "wrong": None if i == 0 else 0.5, "right": 1e-12} for i, bug in enumerate(bugs.BUGS)]
+             else 1e-10, "wrong": None if i == 0 else 0.5, "right": example.FLOOR if i == 1 else 1e-12}
+            for i, bug in enumerate(bugs.BUGS)]
     fig, num_wrong, num_right = example.draw(rows)
     rendered(fig)
     assert num_wrong == num_right == len(bugs.BUGS)  # every bug, the one whose check stopped included
@@ -117,6 +118,8 @@ def test_bug_zoo_figure_has_a_bar_per_bug_a_threshold_and_a_caption():
     ticks = [line for line in ax.lines if len(line.get_xdata()) == 2 and line.get_xdata()[0] == line.get_xdata()[1]]
     assert len(ticks) == len(bugs.BUGS)  # a pass tolerance on every row
     assert "pass tolerance" in " ".join(t.get_text() for t in ax.get_legend().get_texts())
+    notes = [t.get_text() for t in ax.texts]
+    assert notes.count("check stopped: shapes disagree") == 1 and notes.count("correct: exactly 0") == 1
     caption = " ".join(t.get_text() for t in fig.texts)
     assert "[ref]" in caption and "[FD]" in caption and "finite differences" in caption
     assert labels_and_panels_collide(fig) == []
