@@ -145,7 +145,7 @@ def multihead_case(torch, size: dict) -> Case:
     case = Case("MultiHeadAttention fwd+bwd float32", "float32", f"batch={b} seq={n} embed={d} heads={h}", {}, {}, [])
     rng = np.random.default_rng(0)
     x, dout = _random(rng, (b, n, d), "float32"), _random(rng, (b, n, d), "float32")
-    ours = numpy_attention.MultiHeadAttention(d, h, dtype=np.float32, rng=np.random.default_rng(1))
+    ours = numpy_attention.MultiHeadAttention(d, h, batch_first=True, dtype=np.float32, rng=np.random.default_rng(1))
 
     def numpy_step():
         ours(x, need_weights=False)

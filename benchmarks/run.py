@@ -133,22 +133,32 @@ def plot_ratios(results: list[dict], path: str, machine: dict) -> str | None:
     rows = [(case["name"], c) for case in results for c in case["comparisons"]]
     if not rows:
         return None
-    fig, ax = plt.subplots(figsize=(9, 0.55 * len(rows) + 1.4))
+    from matplotlib.patches import Patch
+
+    fig, ax = plt.subplots(figsize=(9, 0.62 * len(rows) + 2.0))
     labels = [f"{name}\n{c['numerator']} / {c['denominator']}" for name, c in rows]
     ratios = [c["median_ratio"] for _, c in rows]
     colors = ["tab:gray" if c["met"] is None else ("tab:green" if c["met"] else "tab:red") for _, c in rows]
     y = np.arange(len(rows))[::-1]
-    ax.barh(y, ratios, color=colors)
+    ax.barh(y, ratios, color=colors, height=0.7)
+    right = max(max(ratios), *(c["target"] or 0.0 for _, c in rows))
     for yi, (_, c) in zip(y, rows):
-        ax.text(c["median_ratio"], yi, f" {c['median_ratio']:.2f}", va="center", fontsize=8)
         if c["target"] is not None:
-            ax.plot([c["target"]] * 2, [yi - 0.4, yi + 0.4], color="black", linewidth=2)
+            ax.plot([c["target"]] * 2, [yi - 0.42, yi + 0.42], color="black", linewidth=2)
+        # The values in a column of their own, right of every bar, tick and the equal-time line.
+        ax.text(1.06 * right, yi, f"{c['median_ratio']:.2f}", va="center", fontsize=9)
     ax.axvline(1.0, color="black", linestyle=":", linewidth=1)
-    ax.set_yticks(y, labels, fontsize=7)
-    ax.set_xlabel("time ratio (median over rounds); black tick = target, green = met, red = not met")
+    ax.set_xlim(0, 1.16 * right)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_xlabel("time ratio, median of the per-round ratios (< 1: the numerator is faster)")
+    ax.legend(handles=[Patch(color="tab:green", label="target met"), Patch(color="tab:red", label="target not met"),
+                       Patch(color="tab:gray", label="no target"),
+                       plt.Line2D([], [], color="black", linewidth=2, label="target"),
+                       plt.Line2D([], [], color="black", linestyle=":", linewidth=1, label="equal time")],
+              loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=5, fontsize=8, frameon=False)
     load = machine.get("load_average_before")
-    ax.set_title(
-        f"numpy_attention vs PyTorch CPU, {machine['blas']['threads']} threads each\n"
+    fig.suptitle(
+        f"numpy_attention vs PyTorch CPU, {machine['blas']['threads']} threads each; "
         f"numpy {machine['numpy']}, torch {machine['torch']}, load average {load[0] if load else '?'} at start",
         fontsize=9,
     )

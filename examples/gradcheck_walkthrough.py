@@ -10,7 +10,9 @@
 5. the layer as a Module with a learnable gain, checked with ``check_module``;
 6. with torch installed, ``compare_with_torch`` against ``torch.nn.functional.rms_norm``.
 
-Saves gradcheck_walkthrough.png: the failing dx, analytic and numeric, and their difference per element.
+Saves gradcheck_walkthrough.png: dx of the right backward (top) and of the wrong one (bottom),
+analytic and numeric on one shared colour range, and their difference per element on one shared
+log scale.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from _common import heatmap, parser, pyplot, save
 import gradcheck
 import numpy_attention as na
 from gradcheck.reference import torch_available
+from numpy_attention.optional import TORCH_HINT
 
 EPS = 1e-6
 
@@ -70,7 +73,8 @@ class RMSNorm(na.Module):
         self.add_param("gain", np.ones(features))
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        out, self._cache = rms_norm_forward(x, self.params["gain"])
+        out, cache = rms_norm_forward(x, self.params["gain"])
+        self.save_for_backward(cache)
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
@@ -123,24 +127,47 @@ def main() -> None:
 
         print(gradcheck.compare_with_torch(rms_norm_forward, rms_norm_backward, torch_rms_norm, (x, gain)))
     else:
-        print("torch is not installed: pip install 'numpy_attention[torch]' to compare with it")
+        print(f"torch is not installed, so not compared: {TORCH_HINT}")
 
-    # The failing gradient element by element: analytic, numeric and the difference.
+    fig = draw(x, gain, row.worst_index)
+    save(fig, args.outdir, "gradcheck_walkthrough.png")
+    pyplot().close(fig)
+
+
+def draw(x: np.ndarray, gain: np.ndarray, worst_index: tuple):
+    """dx of the right (top row) and the wrong (bottom row) backward, element by element: analytic and
+    numeric on one colour range, |analytic - numeric| on one log scale, the worst element circled."""
+    from matplotlib.colors import LogNorm
+
     _, cache = rms_norm_forward(x, gain)
     dout = np.random.default_rng(0).standard_normal(x.shape)  # the check's dout (seed=0)
-    analytic = rms_norm_backward_rms_held_constant(dout, cache)[0]
     numeric = gradcheck.numerical_gradients(lambda x: rms_norm_forward(x, gain)[0], [x], dout)[0]
+    versions = (("right backward", rms_norm_backward(dout, cache)[0]),
+                ("wrong: rms held constant", rms_norm_backward_rms_held_constant(dout, cache)[0]))
+    limit = max(np.abs(numeric).max(), *(np.abs(analytic).max() for _, analytic in versions))
+    differences = [np.abs(analytic - numeric) for _, analytic in versions]
+    floor = 1e-12  # below any float64 difference of interest; keeps exact zeros on the log scale
+    norm = LogNorm(vmin=floor, vmax=max(d.max() for d in differences))
+
     plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
-    heatmap(axes[0], analytic, "analytic dx (rms held constant)", "feature", "row", annotate=False, cmap="coolwarm")
-    heatmap(axes[1], numeric, "numeric dx (central differences)", "feature", "row", annotate=False, cmap="coolwarm")
-    heatmap(axes[2], np.abs(analytic - numeric), "|analytic - numeric|", "feature", "row", annotate=False,
-            cmap="magma")
-    axes[2].scatter([row.worst_index[1]], [row.worst_index[0]], marker="o", s=260, facecolors="none",
-                    edgecolors="cyan", linewidths=2, label=f"worst element {row.worst_index}")
-    axes[2].legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), fontsize=9)
-    save(fig, args.outdir, "gradcheck_walkthrough.png")
-    plt.close(fig)
+    fig, axes = plt.subplots(2, 3, figsize=(10, 5.6), constrained_layout=True)
+    for (name, analytic), difference, (ax_a, ax_n, ax_d) in zip(versions, differences, axes):
+        values = heatmap(ax_a, analytic, "analytic dx", "feature", f"{name}\nrow", annotate=False,
+                         cmap="coolwarm", vmin=-limit, vmax=limit, colorbar=False)
+        heatmap(ax_n, numeric, "numeric dx", "feature", "", annotate=False,
+                cmap="coolwarm", vmin=-limit, vmax=limit, colorbar=False)
+        errors = ax_d.imshow(np.maximum(difference, floor), cmap="magma", norm=norm)
+        ax_d.set_title(f"|analytic - numeric|, max {difference.max():.0e}")
+        ax_d.set_xlabel("feature")
+        ax_d.set_xticks(range(x.shape[1]))
+        ax_d.set_yticks(range(x.shape[0]))
+    axes[1, 2].scatter([worst_index[1]], [worst_index[0]], marker="o", s=260, facecolors="none",
+                       edgecolors="cyan", linewidths=2)
+    axes[1, 2].set_title(f"|analytic - numeric|, max {differences[1].max():.1f}\nworst element {worst_index} circled")
+    fig.colorbar(values, ax=axes[:, :2], shrink=0.8, label="dx (one colour range for all four)")
+    fig.colorbar(errors, ax=axes[:, 2], shrink=0.8, label="|difference| (one log scale)")
+    fig.suptitle("gradcheck on a hand-written RMSNorm: dx of the right backward (top) and a wrong one (bottom)")
+    return fig
 
 
 if __name__ == "__main__":

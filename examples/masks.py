@@ -4,7 +4,7 @@
 
 Boolean masks follow torch's scaled_dot_product_attention: True = may attend.
 The same queries and keys are masked four ways and the attention weights
-drawn as heatmaps (masks.png). The last mask, causal attention over a
+drawn as heatmaps on one colour range, 0 to 1 (masks.png; blocked cells grey). The last mask, causal attention over a
 left-padded sequence, leaves the first queries with no key at all: their
 weights, output and gradient are 0, never NaN. The end contrasts that with a
 textbook softmax (NaN) and with a finite "mask" of -1e9 (no mask at all).
@@ -22,6 +22,7 @@ from numpy_attention.functional.score_mods import visible
 
 NUM_TOKENS, NUM_FEATURES = 6, 4
 NUM_PADDING = 2  # padding tokens: at the end of the sequence, or at its start (left padding)
+WINDOW = 1  # the local window: keys within WINDOW positions of the query, on either side
 
 
 def masks() -> dict[str, np.ndarray]:
@@ -31,9 +32,35 @@ def masks() -> dict[str, np.ndarray]:
     return {
         "causal": causal,
         "padding": positions < NUM_TOKENS - NUM_PADDING,  # (S,): broadcast over every query
-        "window": np.abs(positions[:, None] - positions[None, :]) <= 1,  # a custom local window
+        "window": np.abs(positions[:, None] - positions[None, :]) <= WINDOW,  # a custom local window
         "causal + left padding": causal & (positions >= NUM_PADDING),
     }
+
+
+TITLES = {
+    "causal": "causal: key j <= query i",
+    "padding": f"padding: the last {NUM_PADDING} keys are padding",
+    "window": f"window |i - j| <= {WINDOW} ({WINDOW} key left, {WINDOW} right)",
+    "causal + left padding": f"causal + {NUM_PADDING} left-padding keys",
+}
+
+
+def draw(q: np.ndarray, k: np.ndarray, v: np.ndarray):
+    """The four masks' weights on one colour range (0 to 1, one colour bar); blocked cells grey and
+    blank; fully masked rows labelled."""
+    plt = pyplot()
+    fig, axes = plt.subplots(2, 2, figsize=(9, 8.4), constrained_layout=True)
+    for ax, (name, mask) in zip(axes.ravel(), masks().items()):
+        _, cache = attention_forward(q, k, v, attn_mask=mask)
+        blocked = ~np.broadcast_to(mask, cache.weights.shape)
+        image = heatmap(ax, cache.weights, TITLES[name], "key", "query", vmin=0.0, vmax=1.0, blocked=blocked,
+                        colorbar=False, fmt=".2f", fontsize=10)
+        for row in np.flatnonzero(blocked.all(axis=1)):
+            ax.text((NUM_TOKENS - 1) / 2, row, "no key: output 0, gradient 0", ha="center", va="center",
+                    fontsize=10, color="black")
+    fig.colorbar(image, ax=axes, shrink=0.6, label="attention weight (grey: blocked, not attended)")
+    fig.suptitle(f"One boolean mask each (True = may attend), {NUM_TOKENS} queries x {NUM_TOKENS} keys")
+    return fig
 
 
 def main() -> None:
@@ -44,14 +71,10 @@ def main() -> None:
     dout = rng.standard_normal((NUM_TOKENS, NUM_FEATURES))
 
     plt = pyplot()
-    fig, axes = plt.subplots(1, 4, figsize=(24, 5.5))
-    for ax, (name, mask) in zip(axes, masks().items()):
-        out, cache = attention_forward(q, k, v, attn_mask=mask)
+    for name, mask in masks().items():
         print(f"{name} weights:")
-        print(cache.weights)
-        heatmap(ax, cache.weights, f"{name} mask (grey: blocked)", "key", "query")
-        blocked = ~np.broadcast_to(mask, cache.weights.shape)
-        ax.imshow(np.ma.masked_where(~blocked, blocked), cmap="Greys", vmin=0, vmax=2, alpha=0.8)
+        print(attention_forward(q, k, v, attn_mask=mask)[1].weights)
+    fig = draw(q, k, v)
 
     # Causal attention over a left-padded sequence: the first NUM_PADDING queries see only padding.
     mask = masks()["causal + left padding"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from numpy_attention.optional import TORCH_HINT
 
 from .check import FLOAT32_NOTE
 from .reference import require_torch, torch_available
@@ -84,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dtype = np.dtype(args.dtype)
     mode = "fast (random directions)" if args.fast else "exhaustive (every element)"
     versus = f"torch {require_torch().__version__} autograd" if use_torch else (
-        "torch skipped" if args.no_torch else "torch not installed: pip install 'numpy_attention[torch]' to compare")
+        "torch skipped" if args.no_torch else f"torch not installed, so not compared ({TORCH_HINT})")
     print(f"gradcheck: {len(entries)} entries, {dtype}, finite differences {mode}; {versus}")
     if dtype == np.float32:
         print(f"note: {FLOAT32_NOTE}")
@@ -131,5 +134,21 @@ def _write_json(path: Path, results: list, dtype: np.dtype, fast: bool, use_torc
     path.write_text(json.dumps(data, indent=2))
 
 
+def run_from_command_line() -> int:
+    """``main()``, quiet when the reader of stdout goes away (``python -m gradcheck --list | head -1``).
+
+    Python's recipe for a closed pipe: point stdout at devnull so that the interpreter's
+    final flush cannot fail again, and exit with status 1, as a SIGPIPE'd ``print`` would.
+    """
+    try:
+        status = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    return status
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_from_command_line())

@@ -26,7 +26,7 @@ from numpy_attention.validation import describe
 
 from .check import Slot, align_gradients, callable_name, input_slots, replaying, split_forward_result
 from .module_check import module_as_pair, module_output
-from .report import Report, Row, compare
+from .report import OUTPUT_ROW, Report, Row, compare
 
 # (atol, rtol) by the dtype of our side; the reference always runs in float64.
 REFERENCE_TOLERANCES = {
@@ -78,7 +78,7 @@ def run_comparison(
     expected_out, expected_grads = reference(dout.astype(np.float64))
     if np.shape(expected_out) != out.shape:
         raise ValueError(f"the reference output has shape {np.shape(expected_out)}; ours has {out.shape}")
-    rows: list[Row] = [compare("output", out, expected_out, atol, rtol)]
+    rows: list[Row] = [compare(OUTPUT_ROW, out, expected_out, atol, rtol)]
     if backward is not None and expected_grads is not None:
         grads = align_gradients(backward(dout, cache), slots)
         for slot, grad, expected in zip(slots, grads, expected_grads):

@@ -24,6 +24,9 @@ from typing import Any
 
 import numpy as np
 
+OUTPUT_ROW = "output"  # the row of a reference comparison that compares the forward's outputs
+REL_ERR_NOTE = "max rel err = max |{0} - {1}| / the largest |value| in the tensor (either side), not per element"
+
 
 @dataclass(frozen=True)
 class Row:
@@ -116,9 +119,13 @@ class Report:
         return [row for row in self.rows if not row.passed]
 
     def worst(self) -> Row | None:
-        """The failing row with the most elements out of tolerance, else the row of largest relative error."""
+        """The failing row to look at first: the ``output`` row when the forward differs (the gradient
+        rows then compare gradients of different functions), else the failing row with the most
+        elements out of tolerance; when nothing fails, the row of largest relative error."""
         if self.failures:
-            return max(self.failures, key=lambda row: (row.num_failed, row.max_rel_error or 0.0))
+            outputs = [row for row in self.failures if row.name == OUTPUT_ROW]
+            return outputs[0] if outputs else max(self.failures, key=lambda row: (row.num_failed,
+                                                                                   row.max_rel_error or 0.0))
         checked = [row for row in self.rows if row.max_rel_error is not None]
         return max(checked, key=lambda row: row.max_rel_error) if checked else None
 
@@ -135,7 +142,8 @@ class Report:
             if row.actual is not None else f": {row.note}"
         )
         names = ", ".join(repr(r.name) for r in self.failures)
-        return f"FAILED ({names}): {row.name!r} is off{where}{values}"
+        forward = " (the forward differs: fix it first)" if row.name == OUTPUT_ROW else ""
+        return f"FAILED ({names}): {row.name!r} is off{where}{values}{forward}"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON-ready): the settings, ``passed`` and one dict per row."""
@@ -168,7 +176,7 @@ class Report:
         settings = f"{self.dtype}, {self.method}" + (f", eps={self.eps:g}" if self.eps is not None else "")
         lines = [f"{self.title}  ({settings}; pass: {rule})"]
         lines += ["  " + "  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table]
-        lines += [f"  note: {note}" for note in self.notes]
+        lines += [f"  note: {note}" for note in [REL_ERR_NOTE.format(*self.labels), *self.notes]]
         lines += [f"  {row.name}: {row.note}" for row in self.rows if row.note and row.status != "ok"]
         lines.append(self.summary())
         return "\n".join(lines)

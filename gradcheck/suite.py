@@ -237,7 +237,7 @@ def mha_target(
     def layout(seq: int, features: int) -> tuple:
         if batch is None:
             return (seq, features)
-        return (batch, seq, features) if options.get("batch_first", True) else (seq, batch, features)
+        return (batch, seq, features) if module.batch_first else (seq, batch, features)
 
     if keys is None:
         shapes = [layout(queries, embed_dim)]

@@ -10,7 +10,7 @@ import numpy as np
 from . import functional as F
 from . import kernels
 from .attention_impls import ATTENTION_IMPLS, DEFAULT_IMPL
-from .module import Module, check_float_dtype
+from .module import Module, check_float_dtype, format_arguments
 from .validation import (
     as_float_array,
     as_generator,
@@ -48,9 +48,14 @@ class Linear(Module):
         if check_bool(bias, "bias"):
             self.add_param("bias", rng.uniform(-bound, bound, out_features).astype(self.dtype))
 
+    def extra_repr(self) -> str:
+        return format_arguments({"in_features": self.in_features, "out_features": self.out_features,
+                                 "bias": "bias" in self.params}, {"dtype": (self.dtype, np.dtype(np.float64))})
+
     def forward(self, x: np.ndarray) -> np.ndarray:
-        x = as_float_array(x, "x", dtype=self.dtype)
-        out, self._cache = kernels.linear_forward(x, self.params["weight"], self.params.get("bias"))
+        x = as_float_array(x, "x", dtype=self.dtype, module="Linear")
+        out, cache = kernels.linear_forward(x, self.params["weight"], self.params.get("bias"))
+        self.save_for_backward(cache)
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
@@ -90,8 +95,13 @@ class Embedding(Module):
             weight[self.padding_idx] = 0
         self.add_param("weight", weight)
 
+    def extra_repr(self) -> str:
+        return format_arguments({"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim},
+                                {"padding_idx": (self.padding_idx, None), "dtype": (self.dtype, np.dtype(np.float64))})
+
     def forward(self, indices: np.ndarray) -> np.ndarray:
-        out, self._cache = F.embedding_forward(indices, self.params["weight"], self.padding_idx)
+        out, cache = F.embedding_forward(indices, self.params["weight"], self.padding_idx)
+        self.save_for_backward(cache)
         return out
 
     def backward(self, dout: np.ndarray) -> None:
@@ -122,6 +132,10 @@ class ScaledDotProductAttention(Module):
         self.impl = check_choice(impl, "impl", sorted(ATTENTION_IMPLS))
         self.rng = as_generator(rng)
 
+    def extra_repr(self) -> str:
+        return format_arguments({}, {"dropout": (self.dropout, 0.0), "scale": (self.scale, None),
+                                     "impl": (self.impl, DEFAULT_IMPL)})
+
     def forward(
         self,
         q: np.ndarray,
@@ -132,10 +146,11 @@ class ScaledDotProductAttention(Module):
     ) -> tuple[np.ndarray, np.ndarray | None]:
         attention_forward, _ = ATTENTION_IMPLS[self.impl]
         dropout_p = self.dropout if self.training else 0.0
-        out, self._cache = attention_forward(
+        out, cache = attention_forward(
             q, k, v, attn_mask, dropout_p, is_causal, self.scale, rng=self.rng
         )
-        weights = getattr(self._cache, "weights", None)
+        self.save_for_backward(cache)
+        weights = getattr(cache, "weights", None)
         return out, None if weights is None else weights.copy()  # the backward reads the cache's own P
 
     def backward(self, dout: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -22,7 +22,20 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 class Module:
-    """Base class: ``params`` and ``grads`` share keys; ``backward`` accumulates into ``grads``."""
+    """Base class: ``params`` and ``grads`` share keys; ``backward`` accumulates into ``grads``.
+
+    To write a module, subclass it and implement two methods:
+
+    * ``forward(*inputs)``: compute the output from the inputs and ``self.params``,
+      hand what the backward needs to ``self.save_for_backward(cache)``, return the output;
+    * ``backward(dout)``: read it back with ``self.saved_cache()``, **add** each parameter's
+      gradient into ``self.grads`` (``self.accumulate(name, grad)``, never ``grads[name] = ...``,
+      so that two backwards give twice the gradient and ``zero_grad()`` clears them), and return
+      the input gradients (one array, or a tuple with one per input).
+
+    Register parameters in ``__init__`` with ``self.add_param(name, array)``.
+    ``gradcheck.check_module(module, *inputs)`` checks all of it.
+    """
 
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
@@ -38,14 +51,25 @@ class Module:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward(*args, **kwargs)
 
+    def extra_repr(self) -> str:
+        """The arguments shown inside ``repr(module)``, as torch's ``extra_repr``; override it."""
+        return ""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"
+
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError
 
     def backward(self, dout: np.ndarray) -> Any:
         raise NotImplementedError
 
+    def save_for_backward(self, cache: Any) -> None:
+        """Keep what ``backward`` needs from this forward (replacing the previous forward's)."""
+        self._cache = cache
+
     def saved_cache(self) -> Any:
-        """The cache of the last forward; backward before forward is an error."""
+        """What the last forward saved with :meth:`save_for_backward`; backward before forward is an error."""
         if self._cache is None:
             raise ValueError(
                 f"{type(self).__name__}.backward() was called before forward(): "
@@ -54,6 +78,7 @@ class Module:
         return self._cache
 
     def accumulate(self, name: str, grad: np.ndarray) -> None:
+        """Add ``grad`` into ``self.grads[name]`` in place."""
         self.grads[name] += grad
 
     def zero_grad(self) -> None:
@@ -115,6 +140,15 @@ class Module:
             self.load_state_dict(state)
         except (TypeError, ValueError) as err:
             raise ValueError(f"{problem}: {err}") from err
+
+
+def format_arguments(always: dict[str, Any], options: dict[str, tuple[Any, Any]]) -> str:
+    """``name=value, ...``: every entry of ``always``, then each option ``name: (value, default)``
+    whose value is not its default (a dtype shows as ``float32``, a string with quotes)."""
+    shown = dict(always)
+    shown.update({name: value for name, (value, default) in options.items() if value != default})
+    return ", ".join(f"{name}={np.dtype(value).name if isinstance(value, np.dtype) else repr(value)}"
+                     for name, value in shown.items())
 
 
 def read_npz(file: BinaryIO) -> dict[str, np.ndarray]:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from . import functional as F
-from .module import Module, check_float_dtype
+from .module import Module, check_float_dtype, format_arguments
 from .validation import as_float_array, as_generator, check_bool, check_real, describe
 
 __all__ = ["RMSNorm"]
@@ -60,6 +60,11 @@ class RMSNorm(Module):
         if self.elementwise_affine:
             self.add_param("weight", np.ones(self.normalized_shape, dtype=self.dtype))
 
+    def extra_repr(self) -> str:
+        return format_arguments({"normalized_shape": self.normalized_shape}, {
+            "eps": (self.eps, 1e-6), "elementwise_affine": (self.elementwise_affine, True),
+            "dtype": (self.dtype, np.dtype(np.float64))})
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = as_float_array(x, "x", dtype=self.dtype)
         count = len(self.normalized_shape)
@@ -68,7 +73,8 @@ class RMSNorm(Module):
         # The trailing axes flattened into one: the mean over them is the mean over the flat axis.
         flat = x.reshape(*x.shape[:x.ndim - count], math.prod(self.normalized_shape))
         weight = self.params.get("weight")
-        out, self._cache = F.rms_norm_forward(flat, None if weight is None else weight.reshape(-1), self.eps)
+        out, cache = F.rms_norm_forward(flat, None if weight is None else weight.reshape(-1), self.eps)
+        self.save_for_backward(cache)
         return out.reshape(x.shape)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:

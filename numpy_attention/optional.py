@@ -7,8 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-# A CPU build of torch is all the comparisons need; torch's default build on Linux is a CUDA one of several GB.
-TORCH_HINT = "pip install torch==2.13.0 (a CPU build is enough)"
+# The one install hint for torch, shown wherever torch is missing (errors, skips, examples, README).
+TORCH_HINT = (
+    "a CPU build of torch is enough: install one first (e.g. `pip install torch==2.13.0` where a CPU "
+    "wheel is available, or from PyTorch's CPU index); `pip install 'numpy_attention[torch]'` pulls "
+    "torch's default build, which is CUDA on Linux (several GB)"
+)
 
 
 def import_torch(feature: str) -> Any:

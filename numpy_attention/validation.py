@@ -25,7 +25,7 @@ def describe(x: Any) -> str:
     return f"{type(x).__name__} {x!r}" if np.isscalar(x) or x is None else type(x).__name__
 
 
-def as_float_array(x: Any, name: str, dtype: np.dtype | None = None) -> np.ndarray:
+def as_float_array(x: Any, name: str, dtype: np.dtype | None = None, *, module: str | None = None) -> np.ndarray:
     """Return ``x`` as a float32/float64 array without copying when it already is one.
 
     Integer arrays become float64 (or ``dtype`` when given), so that
@@ -34,7 +34,8 @@ def as_float_array(x: Any, name: str, dtype: np.dtype | None = None) -> np.ndarr
     is given, float input must already have it (as torch refuses mixed dtypes).
     A subclass (``np.matrix``, a ``MaskedArray`` with nothing masked) is read as
     the plain ndarray it holds; a ``MaskedArray`` with masked entries, or data
-    in the other byte order, is rejected.
+    in the other byte order, is rejected. ``module`` (a class name) adds to a dtype
+    mismatch how to build a module of the input's dtype.
     """
     if isinstance(x, np.ndarray):
         array = plain_array(x, name)
@@ -54,7 +55,11 @@ def as_float_array(x: Any, name: str, dtype: np.dtype | None = None) -> np.ndarr
             f"got dtype {array.dtype}"
         )
     if dtype is not None and array.dtype != np.dtype(dtype):
-        raise TypeError(f"{name} must have dtype {np.dtype(dtype)}; got dtype {array.dtype}")
+        message = f"{name} must have dtype {np.dtype(dtype)}; got dtype {array.dtype}"
+        if module is not None:
+            message += (f". This {module} holds {np.dtype(dtype)} parameters: for {array.dtype} input build it with "
+                        f"{module}(..., dtype=np.{array.dtype}), or cast the input with .astype(np.{np.dtype(dtype)})")
+        raise TypeError(message)
     return array
 
 

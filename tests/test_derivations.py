@@ -283,7 +283,7 @@ def test_key_bias_gets_no_gradient_unless_keys_are_appended(rng):
     """The document's claim in "add_bias_kv and add_zero_attn": softmax ignores a per-row shift."""
     x = rng.standard_normal((3, 5, 8))
     for add_zero_attn, expect_zero in ((False, True), (True, False)):
-        attention = numpy_attention.MultiHeadAttention(8, 2, add_zero_attn=add_zero_attn, rng=0)
+        attention = numpy_attention.MultiHeadAttention(8, 2, batch_first=True, add_zero_attn=add_zero_attn, rng=0)
         out, _ = attention(x)
         attention.backward(rng.standard_normal(out.shape))
         key_bias, query_bias = attention.grads["k_proj.bias"], attention.grads["q_proj.bias"]

@@ -39,7 +39,7 @@ def linear_module(dtype=np.float64):
 
 
 def mha(**options):
-    return na.MultiHeadAttention(4, 2, **options, rng=0)
+    return na.MultiHeadAttention(4, 2, batch_first=True, **options, rng=0)
 
 
 def state(**replace):

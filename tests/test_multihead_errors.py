@@ -15,7 +15,7 @@ from numpy_attention.optional import TORCH_HINT
 
 def _call(**kwargs):
     """A forward on a small valid problem, with some arguments replaced."""
-    module = MultiHeadAttention(4, 2, kdim=3, vdim=5, rng=0)
+    module = MultiHeadAttention(4, 2, batch_first=True, kdim=3, vdim=5, rng=0)
     rng = np.random.default_rng(0)
     arguments = {"query": rng.standard_normal((2, 3, 4)), "key": rng.standard_normal((2, 6, 3)),
                  "value": rng.standard_normal((2, 6, 5))}
@@ -83,7 +83,7 @@ def test_bad_input_is_a_clear_error(make, error, message):
 
 
 def test_backward_needs_a_forward_and_a_dout_of_its_shape(rng):
-    module = MultiHeadAttention(4, 2, rng=0)
+    module = MultiHeadAttention(4, 2, batch_first=True, rng=0)
     with pytest.raises(ValueError, match=r"MultiHeadAttention.backward\(\) was called before forward\(\)"):
         module.backward(np.zeros((2, 3, 4)))
     out, _ = module(random_like(rng, (2, 3, 4)))

@@ -244,8 +244,8 @@ def test_init_draws_from_torch_distributions():
 def test_fully_masked_rows_match_torchs_sdpa_path():
     """Rows with no visible key: torch's need_weights=False path (SDPA) gives what we give, out_proj.bias."""
     torch = require_torch()
-    case = MHACase({"embed_dim": 6, "num_heads": 3, "add_zero_attn": False}, batch=2, queries=3, keys=4,
-                   key_padding_mask=True, attn_mask="2d")
+    case = MHACase({"embed_dim": 6, "num_heads": 3, "add_zero_attn": False, "batch_first": True}, batch=2, queries=3,
+                   keys=4, key_padding_mask=True, attn_mask="2d")
     module, inputs, kwargs, dout = case.build()
     kwargs["key_padding_mask"][1] = True  # batch entry 1 sees no key
     kwargs["attn_mask"][0] = True  # query 0 sees no key

@@ -83,8 +83,8 @@ def every_op(dtype, rng):
     yield "ScaledDotProductAttention", out
     yield from zip(("SDPA dq", "SDPA dk", "SDPA dv"), sdpa.backward(random_like(rng, out.shape, dtype)))
 
-    mha = na.MultiHeadAttention(4, 2, dropout=0.1, add_bias_kv=True, add_zero_attn=True, num_kv_heads=1,
-                                dtype=dtype, rng=rng)
+    mha = na.MultiHeadAttention(4, 2, batch_first=True, dropout=0.1, add_bias_kv=True, add_zero_attn=True,
+                                num_kv_heads=1, dtype=dtype, rng=rng)
     query, key, value = (random_like(rng, (2, n, 4), dtype) for n in (3, 5, 5))
     padding = rng.random((2, 5)) < 0.3  # float64 masks cast, bool masks stay bool
     for kwargs in ({"key_padding_mask": padding}, {"attn_mask": rng.standard_normal((3, 5)), "need_weights": False}):
@@ -388,7 +388,7 @@ MHA_EMPTY = {  # (query, key) shapes, batch first; value like key
 @pytest.mark.parametrize("case", sorted(MHA_EMPTY))
 def test_multihead_attention_accepts_empty_batches_and_sequences(case, need_weights, rng):
     query_shape, key_shape = MHA_EMPTY[case]
-    module = na.MultiHeadAttention(4, 2, rng=rng)
+    module = na.MultiHeadAttention(4, 2, batch_first=True, rng=rng)
     bias = module.params["out_proj.bias"]
     bias[...] = rng.standard_normal(bias.shape)
     query, key = rng.standard_normal(query_shape), rng.standard_normal(key_shape)

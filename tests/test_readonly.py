@@ -72,8 +72,8 @@ def module_calls(rng, dtype):
 
 
 def multihead_calls(rng, dtype):
-    module = na.MultiHeadAttention(4, 2, dropout=0.2, add_bias_kv=True, add_zero_attn=True, num_kv_heads=1,
-                                   dtype=dtype, rng=rng)
+    module = na.MultiHeadAttention(4, 2, batch_first=True, dropout=0.2, add_bias_kv=True, add_zero_attn=True,
+                                   num_kv_heads=1, dtype=dtype, rng=rng)
     query, key, value = frozen(rng, 2, 3, 4, dtype=dtype), frozen(rng, 2, 5, 4, dtype=dtype), frozen(rng, 2, 5, 4,
                                                                                                        dtype=dtype)
     padding = freeze(rng.random((2, 5)) < 0.3)
@@ -104,7 +104,7 @@ def flash_calls(rng, dtype):
     sdpa = na.ScaledDotProductAttention(impl="flash", dropout=0.2, rng=rng)
     out, _ = sdpa(q, k, v, is_causal=True)
     yield [q, k, v], out, sdpa.backward
-    mha = na.MultiHeadAttention(4, 2, impl="flash", dtype=dtype, rng=rng)
+    mha = na.MultiHeadAttention(4, 2, batch_first=True, impl="flash", dtype=dtype, rng=rng)
     x = frozen(rng, 2, 3, 4, dtype=dtype)
     out, _ = mha(x, need_weights=False, key_padding_mask=freeze(np.array([[False, False, True]] * 2)))
     yield [x], out, mha.backward

@@ -168,7 +168,7 @@ def test_a_file_with_an_extra_member_is_rejected(tmp_path):
 def test_a_file_from_another_module_is_rejected_and_changes_nothing(other, tmp_path):
     path = tmp_path / f"{other}.npz"
     build(other, 0).save(path)
-    module = na.MultiHeadAttention(8, 4, rng=np.random.default_rng(3))
+    module = na.MultiHeadAttention(8, 4, batch_first=True, rng=np.random.default_rng(3))
     before = module.state_dict()
     with pytest.raises(ValueError, match=rf"{other}.npz.*(missing|unexpected|shape)"):
         module.load(path)

@@ -24,7 +24,7 @@ from .. import kernels
 from ..attention_impls import ATTENTION_IMPLS, DEFAULT_IMPL, WEIGHTS_IMPL
 from ..functional.dropout import dropout_factor
 from ..functional.heads import AppendKeysCache, append_keys_backward, append_keys_forward, merge_heads, split_heads
-from ..module import Module, check_float_dtype
+from ..module import Module, check_float_dtype, format_arguments
 from ..validation import (
     as_float_array,
     as_generator,
@@ -91,8 +91,8 @@ class MultiHeadAttention(Module):
     kdim, vdim : int, optional
         Widths of the key and value inputs (default ``embed_dim``).
     batch_first : bool
-        (N, L, E) inputs when True (this library's default), (L, N, E) when False
-        (torch's default). Unbatched (L, E) input is accepted either way.
+        (N, L, E) inputs when True, (L, N, E) when False (the default, as in torch).
+        Unbatched (L, E) input is accepted either way.
     num_kv_heads : int, optional
         Key/value heads (default ``num_heads``); fewer gives grouped-query attention,
         1 multi-query attention. ``k_proj`` and ``v_proj`` then output
@@ -136,7 +136,7 @@ class MultiHeadAttention(Module):
         add_zero_attn: bool = False,
         kdim: int | None = None,
         vdim: int | None = None,
-        batch_first: bool = True,
+        batch_first: bool = False,
         *,
         num_kv_heads: int | None = None,
         impl: str = DEFAULT_IMPL,
@@ -168,6 +168,16 @@ class MultiHeadAttention(Module):
         self.dtype = check_float_dtype(dtype)
         self.rng = as_generator(rng)
         self._init_params()
+
+    def extra_repr(self) -> str:
+        """``embed_dim=64, num_heads=8``, then every option that is not its default."""
+        return format_arguments({"embed_dim": self.embed_dim, "num_heads": self.num_heads}, {
+            "dropout": (self.dropout, 0.0), "bias": (self.bias, True), "add_bias_kv": (self.add_bias_kv, False),
+            "add_zero_attn": (self.add_zero_attn, False), "kdim": (self.kdim, self.embed_dim),
+            "vdim": (self.vdim, self.embed_dim), "batch_first": (self.batch_first, False),
+            "num_kv_heads": (self.num_kv_heads, self.num_heads), "impl": (self.impl, DEFAULT_IMPL),
+            "dtype": (self.dtype, np.dtype(np.float64)),
+        })
 
     @property
     def kv_features(self) -> int:
@@ -210,10 +220,10 @@ class MultiHeadAttention(Module):
 
     def _check_inputs(self, query: Any, key: Any, value: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Shapes as torch checks them, with the culprit named: (N, L, E) / (L, N, E) / (L, E)."""
-        query = as_float_array(query, "query", dtype=self.dtype)
+        query = as_float_array(query, "query", dtype=self.dtype, module="MultiHeadAttention")
         check_ndim(query, "query", (2, 3))
-        key = as_float_array(key, "key", dtype=self.dtype)
-        value = as_float_array(value, "value", dtype=self.dtype)
+        key = as_float_array(key, "key", dtype=self.dtype, module="MultiHeadAttention")
+        value = as_float_array(value, "value", dtype=self.dtype, module="MultiHeadAttention")
         if not query.ndim == key.ndim == value.ndim:
             raise ValueError(
                 f"query, key and value must all be 3-D (batched) or all 2-D (unbatched); "
@@ -317,10 +327,10 @@ class MultiHeadAttention(Module):
         out, out_cache = kernels.linear_forward(merge_heads(heads), self.params["out_proj.weight"],
                                           self.params.get("out_proj.bias"))
         out = layout.to_caller(out)
-        self._cache = MultiHeadCache(
+        self.save_for_backward(MultiHeadCache(
             tuple(projection_caches), (key_rows, value_rows), attention_cache, attention_backward,
             out_cache, layout, self_attention, out.shape,
-        )
+        ))
         weights = self._returned_weights(attention_cache, average_attn_weights, layout) if need_weights else None
         return out, weights
 

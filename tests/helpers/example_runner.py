@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import subprocess
@@ -22,6 +23,14 @@ def run_example(name: str, outdir: Path, *args: str) -> str:
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+def load_example(name: str):
+    """Import examples/NAME.py as a module (for its constants and drawing functions)."""
+    examples = str(ROOT / "examples")
+    if examples not in sys.path:
+        sys.path.insert(0, examples)
+    return importlib.import_module(name)
 
 
 def printed_matrix(stdout: str, label: str) -> np.ndarray:

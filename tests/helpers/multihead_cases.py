@@ -44,7 +44,7 @@ class MHACase:
     def layout(self, seq: int, features: int) -> tuple:
         if self.batch is None:
             return (seq, features)
-        if self.module.get("batch_first", True):
+        if self.module.get("batch_first", False):
             return (self.batch, seq, features)
         return (seq, self.batch, features)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from numpy_attention.optional import TORCH_HINT
+
 
 def rel_error(actual: np.ndarray, expected: np.ndarray) -> float:
     """max |actual - expected| over the larger of the two magnitudes (0 when both are 0)."""
@@ -25,6 +27,4 @@ def random_like(rng: np.random.Generator, shape: tuple, dtype=np.float64) -> np.
 
 def require_torch():
     """Import torch or skip the test, saying what to install."""
-    return pytest.importorskip(
-        "torch", reason="torch is not installed: pip install 'numpy_attention[torch]' to compare with it"
-    )
+    return pytest.importorskip("torch", reason=f"torch is not installed: {TORCH_HINT}")
