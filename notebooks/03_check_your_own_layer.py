@@ -142,7 +142,9 @@ try:
     import torch
 except ImportError:
     torch = None
-    print("torch is not installed: pip install torch==2.13.0 (a CPU build is enough) to compare with it")
+    from numpy_attention.optional import TORCH_HINT
+
+    print(f"torch is not installed: {TORCH_HINT}, to compare with it")
 
 if torch is not None:
     def torch_pool(x, w):
