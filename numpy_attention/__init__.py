@@ -9,21 +9,26 @@ the modules here own parameters and call those pairs.
 """
 
 from . import functional, optim
+from .blocks import GELU, LayerNorm
 from .functional import scaled_dot_product_attention
 from .layers import Embedding, Linear, ScaledDotProductAttention
 from .module import Module
 from .multihead import MultiHeadAttention
-from .optim import Adam
+from .optim import Adam, AdamW, clip_grad_norm
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Adam",
+    "AdamW",
     "Embedding",
+    "GELU",
+    "LayerNorm",
     "Linear",
     "Module",
     "MultiHeadAttention",
     "ScaledDotProductAttention",
+    "clip_grad_norm",
     "functional",
     "optim",
     "scaled_dot_product_attention",

@@ -44,6 +44,9 @@ REQUIRED_SECTIONS = [
     "Embedding",
     "Cross-entropy loss",
     "Adam",
+    "Layer normalization",
+    "GELU",
+    "AdamW and gradient clipping",
 ]
 # Prefixes under which a dotted name is somebody else's: NumPy, torch, the standard library.
 FOREIGN_PREFIXES = {"np", "numpy", "torch", "math", "matplotlib", "plt", "self"}

@@ -15,7 +15,10 @@ import numpy as np
 
 from .attention import AttentionCache, attention_backward, attention_forward
 from .embedding import EmbeddingCache, embedding_backward, embedding_forward
+from .erf import erf, erfc
 from .flash import FlashAttentionCache, flash_attention_backward, flash_attention_forward
+from .gelu import GeluCache, gelu_backward, gelu_forward
+from .layer_norm import LayerNormCache, layer_norm_backward, layer_norm_forward
 from .linear import LinearCache, linear_backward, linear_forward
 from .loss import CrossEntropyCache, cross_entropy_backward, cross_entropy_forward
 from .softmax import SoftmaxCache, softmax_backward, softmax_forward
@@ -42,6 +45,8 @@ __all__ = [
     "CrossEntropyCache",
     "EmbeddingCache",
     "FlashAttentionCache",
+    "GeluCache",
+    "LayerNormCache",
     "LinearCache",
     "SoftmaxCache",
     "attention_backward",
@@ -50,8 +55,14 @@ __all__ = [
     "cross_entropy_forward",
     "embedding_backward",
     "embedding_forward",
+    "erf",
+    "erfc",
     "flash_attention_backward",
     "flash_attention_forward",
+    "gelu_backward",
+    "gelu_forward",
+    "layer_norm_backward",
+    "layer_norm_forward",
     "linear_backward",
     "linear_forward",
     "scaled_dot_product_attention",
