@@ -13,7 +13,7 @@ from .._validation import as_float_array, check_cache, check_dout, check_real, s
 
 
 class LayerNormCache(NamedTuple):
-    """What the backward needs: the normalized input, 1/sqrt(var + eps) per row, the weight, whether there was a bias."""
+    """What the backward needs: the normalized input, 1/sqrt(var + eps) per row, the weight, whether a bias was used."""
 
     x_hat: np.ndarray
     rstd: np.ndarray
