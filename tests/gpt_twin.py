@@ -1,5 +1,6 @@
 """A torch twin of nanoGPT's model.py, written here from plain torch modules, for the GPT tests.
 
+Used by tests/test_gpt*.py and by benchmarks/gpt.py (run from the repository root).
 Same module tree, so the same parameter names: ``transformer.{wte, wpe, drop, h, ln_f}``,
 ``lm_head`` tied to ``wte``. Attention is the textbook softmax with a causal mask from
 ``torch.tril`` (no SDPA), GELU is ``F.gelu`` (exact erf), LayerNorm ``nn.LayerNorm(bias=...)``.
@@ -13,7 +14,8 @@ import numpy as np
 
 
 def make_twin(torch, vocab_size, block_size, n_layer, n_head, n_embd, dropout=0.0, bias=True,
-              dtype=None):
+              dtype=None, sdpa=False):
+    """The twin; ``sdpa=True`` runs nanoGPT's fast path, ``F.scaled_dot_product_attention(is_causal=True)``."""
     nn, F = torch.nn, torch.nn.functional
 
     class CausalSelfAttention(nn.Module):
@@ -28,6 +30,10 @@ def make_twin(torch, vocab_size, block_size, n_layer, n_head, n_embd, dropout=0.
             B, T, C = x.shape
             q, k, v = self.c_attn(x).split(n_embd, dim=2)
             q, k, v = (t.view(B, T, n_head, C // n_head).transpose(1, 2) for t in (q, k, v))
+            if sdpa:
+                y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout if self.training else 0.0,
+                                                   is_causal=True)
+                return self.resid_dropout(self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C)))
             att = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))
             causal = torch.tril(torch.ones(T, T, dtype=torch.bool))
             att = self.attn_dropout(torch.softmax(att.masked_fill(~causal, float("-inf")), dim=-1))

@@ -168,6 +168,10 @@ class GPT(Module):
         self.grads[WTE] += F.embedding_backward(dx, tok_cache)
         self.grads[WPE] += F.embedding_backward(dx.sum(axis=0), pos_cache)  # wpe serves every batch row
 
+    def attention_weights(self) -> list[np.ndarray]:
+        """Each layer's attention probabilities (B, n_head, T, T) from the last forward (before dropout)."""
+        return [cache.attn.sdpa.weights for cache in self.saved_cache()[3]]
+
     # ----- state dict -------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, np.ndarray]:
