@@ -135,6 +135,16 @@ def mlp_forward(h: np.ndarray, params: dict, prefix: str, p: float, rng: np.rand
 
 
 def mlp_backward(dout: np.ndarray, cache: MLPCache, grads: dict, prefix: str, p: float) -> np.ndarray:
+    """The MLP read backwards: dropout, c_proj, GELU, c_fc.
+
+    ::
+
+        dg = dropout^T(dout) W_proj          (B, T, 4E)
+        da = dg * gelu'(a)                   (B, T, 4E)
+        dh = da W_fc                         (B, T, E)
+
+    See docs/derivations.md, section "GPT: residual blocks and the tied head".
+    """
     dg = linear_grad(dropout_grad(dout, cache.keep, p), cache.proj, grads, prefix + "mlp.c_proj")
     da = F.gelu_backward(dg, cache.gelu)
     return linear_grad(da, cache.fc, grads, prefix + "mlp.c_fc")
@@ -153,7 +163,15 @@ def block_forward(x: np.ndarray, params: dict, prefix: str, n_head: int, p: floa
 
 def block_backward(dout: np.ndarray, cache: BlockCache, grads: dict, prefix: str, n_head: int,
                    p: float) -> np.ndarray:
-    """Both residuals: the gradient passes the skip unchanged and adds the branch's."""
+    """Both residuals: the gradient passes the skip unchanged and adds the branch's.
+
+    With ``u = x + attn(ln_1(x))`` and ``y = u + mlp(ln_2(u))``::
+
+        du = dy + ln_2^T(mlp^T(dy))          (B, T, E)
+        dx = du + ln_1^T(attn^T(du))         (B, T, E)
+
+    See docs/derivations.md, section "GPT: residual blocks and the tied head".
+    """
     dh = mlp_backward(dout, cache.mlp, grads, prefix, p)
     dx = dout + layer_norm_grad(dh, cache.ln_2, grads, prefix + "ln_2")
     dh = attention_backward_block(dx, cache.attn, grads, prefix, n_head, p)

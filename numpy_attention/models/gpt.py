@@ -151,7 +151,9 @@ class GPT(Module):
     def backward(self, dlogits: np.ndarray | None = None) -> None:
         """Accumulate into ``grads`` the gradient of the loss (or, given ``dlogits``, of ``sum(logits * dlogits)``).
 
-        Token ids have no gradient: returns None.
+        Token ids have no gradient: returns None. The tied ``wte`` receives both its uses'
+        gradients, ``dW_te = dlogits^T ln_f(x) + scatter_add(dx_0)``, and ``wpe`` the sum over
+        the batch. See docs/derivations.md, section "GPT: residual blocks and the tied head".
         """
         tok_cache, pos_cache, keep, block_caches, ln_f, head, loss_cache, p = self.saved_cache()
         shape = tok_cache.indices.shape + (self.vocab_size,)
