@@ -21,10 +21,11 @@ TANH_KAPPA = 0.044715
 
 
 class GeluCache(NamedTuple):
-    """What the backward needs: the input and which form was used."""
+    """What the backward needs: the input, which form was used, and Phi(x) of the exact form (else None)."""
 
     x: np.ndarray
     approximate: str
+    cdf: np.ndarray | None
 
 
 def gelu_forward(x: np.ndarray, approximate: str = "none") -> tuple[np.ndarray, GeluCache]:
@@ -54,10 +55,9 @@ def gelu_forward(x: np.ndarray, approximate: str = "none") -> tuple[np.ndarray, 
     if approximate == "tanh":
         with np.errstate(over="ignore"):  # x^3 overflows for huge |x|; tanh(+-inf) = +-1 is the answer
             inner = TANH_BETA * (x + TANH_KAPPA * x * x * x)
-        out = 0.5 * x * (1.0 + np.tanh(inner))
-    else:
-        out = x * (0.5 * erfc(-SQRT_HALF * x))
-    return out, GeluCache(x, approximate)
+        return 0.5 * x * (1.0 + np.tanh(inner)), GeluCache(x, approximate, None)
+    cdf = 0.5 * erfc(-SQRT_HALF * x)
+    return x * cdf, GeluCache(x, approximate, cdf)
 
 
 def gelu_backward(dout: np.ndarray, cache: GeluCache) -> np.ndarray:
@@ -81,7 +81,6 @@ def gelu_backward(dout: np.ndarray, cache: GeluCache) -> np.ndarray:
             t = np.tanh(TANH_BETA * (x + TANH_KAPPA * x * x * x))
             du_dx = TANH_BETA * (1.0 + 3.0 * TANH_KAPPA * x * x)
             return dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx)
-    cdf = 0.5 * erfc(-SQRT_HALF * x)
     with np.errstate(over="ignore", under="ignore"):  # phi underflows to 0 for |x| > ~38: that is its value
         pdf = INV_SQRT_2PI * np.exp(-0.5 * x * x)
-    return dout * (cdf + x * pdf)
+    return dout * (cache.cdf + x * pdf)
