@@ -11,8 +11,9 @@ Every function takes ``params`` (name -> array) and the block's key ``prefix``
 ``grads`` and return the input gradient. A residual ``x + f(x)`` has the
 backward ``dx = dout + df`` (the sum rule of docs/derivations.md's Conventions).
 
-The attention pair is called in one place, :func:`attend`, through the
-module-level ``attention_forward`` / ``attention_backward`` below.
+The attention pair is called in one place, :func:`attend`. The engines are chosen once, by
+the module-level imports below (the textbook pairs; ``numpy_attention.kernels`` has the
+same signatures for attention and linear): every product of the model goes through them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .. import functional as F
-from ..functional import attention_backward, attention_forward
+from ..functional import attention_backward, attention_forward, linear_backward, linear_forward
 from ..functional.heads import merge_heads, split_heads
 
 
@@ -46,11 +47,11 @@ def accumulate(grads: dict[str, np.ndarray], name: str, grad: np.ndarray | None)
 
 def linear(x: np.ndarray, params: dict, name: str) -> tuple[np.ndarray, Any]:
     """``params[name.weight]``, ``params[name.bias]`` (if any) applied to x."""
-    return F.linear_forward(x, params[name + ".weight"], params.get(name + ".bias"))
+    return linear_forward(x, params[name + ".weight"], params.get(name + ".bias"))
 
 
 def linear_grad(dout: np.ndarray, cache: Any, grads: dict, name: str) -> np.ndarray:
-    dx, dweight, dbias = F.linear_backward(dout, cache)
+    dx, dweight, dbias = linear_backward(dout, cache)
     accumulate(grads, name + ".weight", dweight)
     accumulate(grads, name + ".bias", dbias)
     return dx

@@ -141,7 +141,7 @@ class GPT(Module):
             x, cache = blocks.block_forward(x, self.params, f"transformer.h.{i}.", self.n_head, p, self.rng)
             block_caches.append(cache)
         x, ln_f = blocks.layer_norm(x, self.params, "transformer.ln_f")
-        logits, head = F.linear_forward(x, self.params[WTE])
+        logits, head = blocks.linear_forward(x, self.params[WTE])
         loss = loss_cache = None
         if targets is not None:
             loss, loss_cache = F.cross_entropy_forward(logits.reshape(B * T, -1), targets.reshape(-1), ignore_index=-1)
@@ -161,7 +161,7 @@ class GPT(Module):
             if loss_cache is None:
                 raise ValueError("GPT.backward() without dlogits needs a forward with targets (there is no loss)")
             dlogits = F.cross_entropy_backward(1.0, loss_cache).reshape(shape)
-        dx, dwte, _ = F.linear_backward(dlogits, head)
+        dx, dwte, _ = blocks.linear_backward(dlogits, head)
         self.grads[WTE] += dwte
         dx = blocks.layer_norm_grad(dx, ln_f, self.grads, "transformer.ln_f")
         for i in reversed(range(self.n_layer)):
@@ -243,7 +243,7 @@ class GPT(Module):
                                     cache.values[i], start, self.rng)
         x, _ = blocks.layer_norm(x, self.params, "transformer.ln_f")
         cache.length = start + n
-        return F.linear_forward(x, self.params[WTE])[0], cache
+        return blocks.linear_forward(x, self.params[WTE])[0], cache
 
     def generate(self, idx: np.ndarray, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  rng: np.random.Generator | None = None, *, kv_cache: bool = True) -> np.ndarray:
