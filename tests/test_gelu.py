@@ -60,6 +60,10 @@ def test_erf_special_values():
     assert np.isnan(out[2]) and np.isnan(F.erfc(np.array([np.nan]))[0])
     assert np.signbit(out[4]) and not np.signbit(out[3])
     assert F.erf(np.array([1, 2])).dtype == np.float64  # integers become float64
+    assert F.erf(np.array(0.5)).shape == () and F.erfc(np.zeros((0, 3))).shape == (0, 3)
+    grid = np.linspace(-5, 5, 3 * 70000).reshape(3, 70000)[:, ::-2]  # spans several chunks, not contiguous
+    np.testing.assert_array_equal(F.erf(grid), F.erf(grid.copy()))
+    np.testing.assert_allclose(F.erfc(grid)[:, :5], [[math.erfc(t) for t in row[:5]] for row in grid], rtol=1e-15)
 
 
 def _reference_gelu(x, approximate):
