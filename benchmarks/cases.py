@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 import numpy_attention
-from numpy_attention import functional as F
+from numpy_attention import kernels
 
 
 @dataclass
@@ -57,8 +57,8 @@ def attention_inputs(size: dict, dtype: str) -> tuple[list[np.ndarray], str]:
 
 def numpy_attention_step(q, k, v, dout, is_causal=False, backward=True, impl="naive") -> Callable[[], Any]:
     forward_fn, backward_fn = {
-        "naive": (F.attention_forward, F.attention_backward),
-        "flash": (getattr(F, "flash_attention_forward", None), getattr(F, "flash_attention_backward", None)),
+        "naive": (kernels.attention_forward, kernels.attention_backward),
+        "flash": (kernels.flash_attention_forward, kernels.flash_attention_backward),
     }[impl]
 
     def step():

@@ -4,7 +4,7 @@
 
 The case of issue 15: float32, 4 layers, width 256, 8 heads, batch 8, T 256
 (vocabulary 65, nanoGPT's shakespeare_char). The torch side is the twin of
-tests/gpt_twin.py on nanoGPT's fast path (``scaled_dot_product_attention``,
+tests/helpers/gpt_twin.py on nanoGPT's fast path (``scaled_dot_product_attention``,
 ``is_causal=True``), loaded with the numpy model's weights; both losses are
 compared before anything is timed. Timing alternates blocks as benchmarks.timing
 does; the machine's load average is printed, since other processes share the
@@ -25,7 +25,7 @@ from numpy_attention.models import GPT
 
 from .timing import alternate, blas_info, load_average, median_ratio
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # for helpers.gpt_twin
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
-    from gpt_twin import load_ours_into, make_twin
+    from helpers.gpt_twin import load_ours_into, make_twin
 
     config = dict(vocab_size=65, block_size=256, n_layer=4, n_head=8, n_embd=256)
     batch, length = 8, 256

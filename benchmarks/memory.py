@@ -34,9 +34,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from numpy_attention.layers import ATTENTION_IMPLS  # noqa: E402
+from numpy_attention.attention_impls import ATTENTION_IMPLS  # noqa: E402
 
 IMPLS = ("naive", "flash")
+# The rows are named for what they hold: the dense kernel ("naive": it forms L x S) and the tiled kernel.
+KERNELS = {"naive": "dense", "flash": "flash"}
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 MIB = 2**20
 
@@ -49,7 +51,7 @@ def make_inputs(length: int, head_dim: int, dtype: np.dtype, seed: int = 0) -> t
 
 def forward_backward(impl: str, q: np.ndarray, k: np.ndarray, v: np.ndarray, dout: np.ndarray) -> list[np.ndarray]:
     """One forward and one backward through ``ATTENTION_IMPLS[impl]``: returns [out, dq, dk, dv]."""
-    forward, backward = ATTENTION_IMPLS[impl]
+    forward, backward = ATTENTION_IMPLS[KERNELS[impl]]
     out, cache = forward(q, k, v)
     return [out, *backward(dout, cache)]
 

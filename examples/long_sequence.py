@@ -22,7 +22,7 @@ from _common import parser, pyplot, save
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import memory as memory_benchmark  # noqa: E402  (benchmarks/memory.py)
 
-from numpy_attention.functional import (  # noqa: E402
+from numpy_attention.kernels import (  # noqa: E402
     attention_backward,
     attention_forward,
     flash_attention_backward,

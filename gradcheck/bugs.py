@@ -1,7 +1,7 @@
 """The bug zoo: real mistakes in hand-written attention, and the check that catches each.
 
-Every bug is a small functional pair that mirrors a correct one and differs
-from it in one line, marked ``# WRONG``. Two kinds:
+Every backward bug is planted in a copy of the library's textbook pair
+(:func:`planted`): the same source with one line replaced, marked ``# WRONG``. Two kinds:
 
 * backward bugs: the backward does not differentiate its forward. Central
   finite differences catch them (and point at the elements that are off);
@@ -16,16 +16,16 @@ from it in one line, marked ``# WRONG``. Two kinds:
 from __future__ import annotations
 
 import functools
+import inspect
 import math
+import textwrap
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
 from numpy_attention import functional as F
-from numpy_attention.functional.attention import AttentionCache, dropout_scale
 from numpy_attention.functional.heads import merge_heads, split_heads
-from numpy_attention.functional.softmax import softmax, softmax_grad
 
 from . import torch_ops
 from .check import check
@@ -36,67 +36,69 @@ FINITE_DIFFERENCES = "finite differences"
 REFERENCE = "reference"
 
 
-# --- softmax ---------------------------------------------------------------------------------
+# --- planting: a copy of a textbook function with one line replaced ----------------------------
 
-def softmax_backward_without_rowsum(dout: np.ndarray, cache: F.SoftmaxCache) -> np.ndarray:
-    """dx = y * dout: the diagonal of the Jacobian only."""
-    return cache.y * dout  # WRONG: dx = y * (dout - sum(dout * y, axis))
+def planted(function: Callable, *replacements: tuple[str, str]) -> Callable:
+    """A copy of ``function`` (a textbook pair of numpy_attention) with lines of its source replaced.
 
-
-# --- linear ----------------------------------------------------------------------------------
-
-def linear_backward_bias_of_one_batch(dout: np.ndarray, cache: F.LinearCache) -> tuple:
-    """dbias from the rows of the last batch element only, as a loop with ``=`` instead of ``+=`` gives."""
-    dx, dweight, _ = F.linear_backward(dout, cache)
-    dbias = dout[-1].reshape(-1, dout.shape[-1]).sum(axis=0)  # WRONG: sum over *every* row of the batch
-    return dx, dweight, dbias
-
-
-# --- attention: the backward written out step by step, with one optional mistake ---------------
-
-def textbook_attention_backward(dout: np.ndarray, cache: AttentionCache, mistake: str | None = None) -> tuple:
-    """The attention backward for (B, H, L, E) inputs, one step per line (grouped heads by repetition).
-
-    ``mistake`` names one line to get wrong; None gives the correct backward
-    (equal to ``attention_backward``). The steps, per head::
-
-        dV = D^T dO,  dD = dO V^T,  dP = dD * keep,  dS = P * (dP - rowsum(dP * P)),
-        dQ = scale dS K,  dK = scale dS^T Q,  then dK, dV summed over each group of query heads
+    Each replacement is (a whole line of the body, what stands there instead,
+    marked ``# WRONG``); the line must occur exactly once. The copy runs in the
+    function's own module namespace, so it is the library's code but for the
+    planted lines: the zoo never writes the math again.
     """
-    q, k, v, weights, keep_mask, dropout_p, scale = (cache.q, cache.k, cache.v, cache.weights, cache.dropout_mask,
-                                                     cache.dropout_p, cache.scale)
-    group = q.shape[-3] // k.shape[-3]
-    k_heads, v_heads = np.repeat(k, group, axis=-3), np.repeat(v, group, axis=-3)  # kv head h // group
-    keep = 1.0 if keep_mask is None else dropout_scale(keep_mask, dropout_p, q.dtype)
+    function = inspect.unwrap(function)  # the function itself, not a decorator's wrapper (np.errstate)
+    lines = textwrap.dedent(inspect.getsource(function)).split("\n")
+    for line, wrong in replacements:
+        found = [i for i, code in enumerate(lines) if code.strip() == line]
+        if len(found) != 1:
+            raise ValueError(f"{function.__qualname__} has no line {line!r} to plant a bug in (or several)")
+        indent = lines[found[0]][: len(lines[found[0]]) - len(lines[found[0]].lstrip())]
+        lines[found[0]] = indent + wrong
+    source = "\n".join(lines)
+    namespace = dict(function.__globals__)
+    exec(compile(source, f"<{function.__qualname__}, planted>", "exec"), namespace)
+    return namespace[function.__name__]
 
-    dv_heads = (weights * keep).swapaxes(-1, -2) @ dout
-    d_dropped = dout @ v_heads.swapaxes(-1, -2)
-    d_weights = d_dropped * keep
-    if mistake == "dropout-forgotten":
-        d_weights = d_dropped  # WRONG: the forward dropped these weights, the backward must too
-    if mistake == "causal-leak":
-        weights = softmax(scale * q @ k_heads.swapaxes(-1, -2))  # WRONG: recomputed without the causal mask
-    d_scores = softmax_grad(d_weights, weights)
-    factor = 1.0 if mistake == "missing-scale" else scale  # WRONG when 1: scores = scale * Q K^T
-    dq = factor * d_scores @ k_heads
-    dk_heads = factor * d_scores.swapaxes(-1, -2) @ q
-    if mistake == "dk-transpose":
-        dk_heads = factor * d_scores @ q  # WRONG: dS Q instead of dS^T Q
 
-    def sum_over_group(per_query_head: np.ndarray) -> np.ndarray:
-        if mistake == "gqa-one-head":
-            return per_query_head[..., ::group, :, :]  # WRONG: one query head's share, not the group's sum
-        *batch, _, rows, cols = per_query_head.shape
-        return per_query_head.reshape(*batch, -1, group, rows, cols).sum(axis=-3)
-
-    return dq, sum_over_group(dk_heads), sum_over_group(dv_heads)
+softmax_backward_without_rowsum = planted(
+    F.softmax_backward,
+    ("return softmax_grad(dout, cache.y, cache.axis)",
+     "return cache.y * dout  # WRONG: dx = y * (dout - rowsum(dout * y))"),
+)
+linear_backward_bias_of_one_batch = planted(
+    F.linear_backward,
+    ("dbias = dout_rows.sum(axis=0) if cache.has_bias else None",
+     "dbias = dout[-1].reshape(-1, weight.shape[0]).sum(axis=0) if cache.has_bias else None  # WRONG: every row"),
+)
+# The attention backward's mistakes, each planted in a copy of the textbook attention_backward.
+ATTENTION_MISTAKES: dict[str, tuple[tuple[str, str], ...]] = {
+    "missing-scale": (
+        ("dQ = scale * (dS @ K)", "dQ = dS @ K  # WRONG: S = scale * Q K^T, so dQ = scale * dS K"),
+        ("dK = scale * (dS.swapaxes(-1, -2) @ Q)", "dK = dS.swapaxes(-1, -2) @ Q  # WRONG: scale * dS^T Q"),
+    ),
+    "dk-transpose": (
+        ("dK = scale * (dS.swapaxes(-1, -2) @ Q)", "dK = scale * (dS @ Q)  # WRONG: dS^T Q"),
+    ),
+    "dropout-forgotten": (
+        ("dP = (dO @ V.swapaxes(-1, -2)) * Z", "dP = dO @ V.swapaxes(-1, -2)  # WRONG: the forward dropped by Z"),
+    ),
+    "gqa-one-head": (
+        ("return unbroadcast(dQ, q.shape), sum_kv(dK, k.shape), sum_kv(dV, v.shape)",
+         "return unbroadcast(dQ, q.shape), dK[..., :: q.shape[-3] // k.shape[-3], :, :], "
+         "dV[..., :: q.shape[-3] // k.shape[-3], :, :]  # WRONG: one query head's share, not the group's sum"),
+    ),
+    "causal-leak": (
+        ("dS = P * (dP - D)",
+         "dS = softmax(scale * (Q @ K.swapaxes(-1, -2))) * (dP - D)  # WRONG: P recomputed without the causal mask"),
+    ),
+}
 
 
 # --- multi-head self-attention as a pair: projections, split heads, attention, merge, output ---
 
 class MultiHeadCache(NamedTuple):
     projections: tuple  # LinearCache of q, k, v
-    attention: AttentionCache
+    attention: F.AttentionCache
     output: F.LinearCache
     num_heads: int
     split_heads: Callable
@@ -202,12 +204,12 @@ def _normal(*shapes: tuple, seed: int = 0) -> list[np.ndarray]:
 
 def _attention_case(shapes: tuple, mistake: str | None, **options: Any) -> Case:
     forward = functools.partial(F.attention_forward, **options, rng=np.random.default_rng(3))
-    backward = functools.partial(textbook_attention_backward, mistake=mistake)
+    backward = F.attention_backward if mistake is None else planted(F.attention_backward, *ATTENTION_MISTAKES[mistake])
     return Case(forward, backward, tuple(_normal(*shapes)))
 
 
 def _attention_bug(name: str, mistake: str, description: str, shapes: tuple, **options: Any) -> Bug:
-    """A mistake of :func:`textbook_attention_backward`, and the same backward without it."""
+    """A mistake planted in the textbook ``attention_backward``, and the textbook backward itself."""
     return Bug(name, description, FINITE_DIFFERENCES,
                wrong=lambda: _attention_case(shapes, mistake, **options),
                right=lambda: _attention_case(shapes, None, **options))
@@ -286,3 +288,56 @@ def run_check(case: Case, method: str, *, fast: bool = False, use_torch: bool | 
 def detect(bug: Bug, *, fast: bool = False, use_torch: bool | None = None) -> Detection:
     """Run the check ``bug`` belongs to on its wrong version."""
     return run_check(bug.wrong(), bug.caught_by, fast=fast, use_torch=use_torch)
+
+
+# --- the options of today's attention: RoPE's layout and the sinks' gradient -----------------------
+
+def loop_rope_half_split(x: np.ndarray, *, base: float = 10000.0) -> np.ndarray:
+    """An independent reference: Hugging Face's half-split RoPE one position and one pair at a time."""
+    *_, length, dim = x.shape
+    out = np.empty_like(x)
+    for position in range(length):
+        for i in range(dim // 2):
+            angle = position * base ** (-2 * i / dim)
+            a, b = x[..., position, i], x[..., position, i + dim // 2]
+            out[..., position, i] = a * math.cos(angle) - b * math.sin(angle)
+            out[..., position, i + dim // 2] = b * math.cos(angle) + a * math.sin(angle)
+    return out
+
+
+def _rope_case(interleaved: bool) -> Case:
+    """RoPE for weights converted to Hugging Face's layout; ``interleaved=True`` is the wrong one for them."""
+    forward = functools.partial(F.rope_forward, base=100.0, interleaved=interleaved)  # WRONG when interleaved
+    return Case(forward, F.rope_backward, tuple(_normal((2, 3, 5, 8), seed=7)),
+                torch_forward=functools.partial(torch_ops.rope, base=100.0, interleaved=False),
+                numpy_reference=functools.partial(loop_rope_half_split, base=100.0))
+
+
+# Query 0 sits before every key (query_offset -1 under a causal window): its row is the sink's alone.
+SINK_VISIBLE = F.score_mods.visible(np.arange(4) - 1, np.arange(5), is_causal=True, window=(2, None))
+
+
+def masked_sink_softmax_forward(S: np.ndarray, sinks: np.ndarray) -> tuple:
+    """The sink softmax of scores S under :data:`SINK_VISIBLE` (the mask is a constant: no gradient)."""
+    return F.softmax_with_sink_forward(np.where(SINK_VISIBLE, S, -np.inf), sinks)
+
+
+def sink_softmax_backward_without_dsinks(dP: np.ndarray, cache: F.SoftmaxWithSinkCache) -> tuple:
+    """The scores' gradient right, the sinks' left at zero, as a backward written before sinks existed."""
+    dS, dsinks = F.softmax_with_sink_backward(dP, cache)
+    return dS, np.zeros_like(dsinks)  # WRONG: dsinks = -sum(P_sink * D) over batch and rows
+
+
+def _sink_case(backward: Callable) -> Case:
+    return Case(masked_sink_softmax_forward, backward, tuple(_normal((2, 3, 4, 5), (3,), seed=8)),
+                torch_forward=functools.partial(torch_ops.softmax_with_sink, visible=SINK_VISIBLE))
+
+
+BUGS += [
+    Bug("sink-gradient-missing", "attention sinks in the forward, but the backward returns dsinks = 0",
+        FINITE_DIFFERENCES, wrong=lambda: _sink_case(sink_softmax_backward_without_dsinks),
+        right=lambda: _sink_case(F.softmax_with_sink_backward)),
+    Bug("rope-layouts-mixed", "RoPE in Meta's interleaved layout on weights meant for Hugging Face's rotate_half "
+        "(half-split) layout", REFERENCE, wrong=lambda: _rope_case(interleaved=True),
+        right=lambda: _rope_case(interleaved=False)),
+]

@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from numpy_attention._validation import check_real, describe
+from numpy_attention.validation import check_real, describe
 
 from .numeric import central_differences, directional_difference
 from .randomness import Replay

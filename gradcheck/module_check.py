@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from numpy_attention._validation import describe
+from numpy_attention.validation import describe
 
 from .check import Slot, align_gradients, input_slots, make_slots, replaying, run_check
 from .randomness import Replay, reachable

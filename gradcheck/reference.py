@@ -21,8 +21,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from numpy_attention._validation import describe
-from numpy_attention.multihead.torch_interop import import_torch
+from numpy_attention.optional import import_torch
+from numpy_attention.validation import describe
 
 from .check import Slot, align_gradients, callable_name, input_slots, replaying, split_forward_result
 from .module_check import module_as_pair, module_output

@@ -23,8 +23,7 @@ import numpy as np
 
 import numpy_attention as na
 from numpy_attention import functional as F
-from numpy_attention.functional.attention import attention_scores_shape
-from numpy_attention.layers import ATTENTION_IMPLS
+from numpy_attention.attention_impls import ATTENTION_IMPLS, DEFAULT_IMPL
 
 from . import torch_ops
 from .check import check
@@ -96,6 +95,12 @@ def make_mask(kind: str | None, shape: tuple, seed: int = 1) -> np.ndarray | Non
     raise ValueError(f"unknown mask kind {kind!r}")
 
 
+def scores_shape(q: np.ndarray, k: np.ndarray) -> tuple:
+    """(..., Hq, L, T): the shape of the scores, which the masks broadcast to."""
+    return (*np.broadcast_shapes(q.shape[:-3], k.shape[:-3]), *q.shape[-3:-1], k.shape[-2]) if q.ndim > 2 else (
+        q.shape[0], k.shape[0])
+
+
 def attention_pair(impl: str) -> tuple[Callable, Callable]:
     """The forward/backward registered as ``impl``; the tiled one with small tiles, so that L and S span several."""
     forward, backward = ATTENTION_IMPLS[impl]
@@ -107,11 +112,11 @@ def attention_pair(impl: str) -> tuple[Callable, Callable]:
 def attention_target(
     dtype: np.dtype, q_shape: tuple, k_shape: tuple, v_shape: tuple, *, mask: str | None = None,
     mask_shape: tuple | None = None, is_causal: bool = False, dropout_p: float = 0.0, scale: float | None = None,
-    impl: str = "naive",
+    impl: str = DEFAULT_IMPL,
 ) -> Target:
     """The attention pair ``impl`` on seeded q, k, v with the given options (dropout from a replayed generator)."""
     q, k, v = normal(dtype, q_shape, k_shape, v_shape)
-    attn_mask = make_mask(mask, mask_shape or attention_scores_shape(q, k, v))
+    attn_mask = make_mask(mask, mask_shape or scores_shape(q, k))
     options = dict(attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale)
     pair_forward, backward = attention_pair(impl)
     forward = functools.partial(pair_forward, **options, rng=np.random.default_rng(7))
@@ -144,7 +149,7 @@ def module_dropout_mask(module: Any, inputs: tuple, kwargs: dict) -> Any:
 
 
 def sdpa_module_target(dtype: np.dtype, *, dropout: float = 0.0, scale: float | None = None, training: bool = True,
-                       mask: str | None = None, is_causal: bool = False, impl: str = "naive") -> Target:
+                       mask: str | None = None, is_causal: bool = False, impl: str = DEFAULT_IMPL) -> Target:
     """``ScaledDotProductAttention`` on (2, 2, 4, 3) queries and (2, 2, 5, 3) keys/values."""
     q, k, v = normal(dtype, (2, 2, 4, 3), (2, 2, 5, 3), (2, 2, 5, 2), seed=2)
     module = na.ScaledDotProductAttention(dropout, scale, impl=impl, rng=np.random.default_rng(11)).train(training)
@@ -339,7 +344,7 @@ ENTRIES: list[Entry] = [
 
 
 def tiled_entries(impl: str) -> list[Entry]:
-    """The configurations that tell a tiled implementation apart, for an ``impl`` other than "naive"."""
+    """The configurations that tell another implementation apart from the default (tiling, GQA, masks, dropout)."""
     return [
         attention_entry(f"{impl}-batch-heads", *QKV, impl=impl),
         attention_entry(f"{impl}-gqa-causal-L>S", (B, 4, 5, 4), (B, 2, 3, 4), (B, 2, 3, 3), is_causal=True,
@@ -355,8 +360,76 @@ def tiled_entries(impl: str) -> list[Entry]:
     ]
 
 
-# Every implementation registered besides the naive one (the tiled "flash" pair, once it is merged).
-ENTRIES += [entry for impl in sorted(ATTENTION_IMPLS) if impl != "naive" for entry in tiled_entries(impl)]
+# Every implementation registered besides the default one: the tiled kernel and the textbook pairs.
+ENTRIES += [entry for impl in sorted(ATTENTION_IMPLS) if impl != DEFAULT_IMPL for entry in tiled_entries(impl)]
+
+
+# --- RoPE, RMSNorm, score modifications and attention sinks --------------------------------------
+
+def rope_target(dtype: np.dtype, shape: tuple, *, interleaved: bool, positions: str = "default") -> Target:
+    """RoPE on seeded (..., L, D) data: default positions 0..L-1, or a KV cache's far-off ones."""
+    (x,) = normal(dtype, shape, seed=16)
+    pos = None if positions == "default" else 70_000 + np.random.default_rng(17).permutation(shape[-2])
+    options = dict(positions=pos, base=500.0 if pos is None else 10000.0, interleaved=interleaved)
+    return Target((x,), functools.partial(F.rope_forward, **options), F.rope_backward,
+                  torch_forward=functools.partial(torch_ops.rope, **options))
+
+
+def rms_norm_target(dtype: np.dtype, x_shape: tuple, weight: bool = True, eps: float = 1e-6) -> Target:
+    x, w = normal(dtype, x_shape, x_shape[-1:], seed=18)
+    inputs = (x, (1 + w).astype(dtype)) if weight else (x,)
+    return Target(inputs, functools.partial(F.rms_norm_forward, eps=eps), F.rms_norm_backward,
+                  torch_forward=lambda x, w=None: torch_ops.rms_norm(x, w, eps))
+
+
+def rms_norm_module_target(dtype: np.dtype, normalized_shape: Any, x_shape: tuple, affine: bool = True) -> Target:
+    module = na.RMSNorm(normalized_shape, eps=1e-5, elementwise_affine=affine, dtype=dtype)
+    for value in module.params.values():  # a gain other than the initial ones
+        value[...] = 1 + normal(dtype, value.shape, seed=19)[0]
+    (x,) = normal(dtype, x_shape, seed=20)
+    normalized = module.normalized_shape
+    return Target((x,), module=module, torch_forward=lambda params, x: torch_ops.rms_norm(
+        x, params.get("weight"), 1e-5, normalized))
+
+
+def score_mod_target(dtype: np.dtype, *, softcap: float | None = None, alibi: bool = False) -> Target:
+    """Soft-cap and/or ALiBi on (2, 3, 4, 5) scores of every size (|s| up to ~4c), queries offset by 1."""
+    (scores,) = normal(dtype, (2, 3, 4, 5), seed=21)
+    scores = (scores * np.geomspace(0.3, 10.0, 5)).astype(dtype)
+    options = dict(query_pos=np.arange(4) + 1, key_pos=np.arange(5), softcap=softcap,
+                   alibi_slopes=2.0 ** -np.arange(1.0, 4.0) if alibi else None)
+    return Target((scores,), functools.partial(F.score_mod_forward, **options),
+                  F.score_mod_backward, torch_forward=functools.partial(torch_ops.score_mod, **options))
+
+
+def sink_softmax_target(dtype: np.dtype) -> Target:
+    """The sink softmax under a causal sliding window with query_offset -1 (query 0 sees no key: P_sink = 1)."""
+    scores, sinks = normal(dtype, (2, 3, 4, 5), (3,), seed=22)
+    seen = F.score_mods.visible(np.arange(4) - 1, np.arange(5), is_causal=True, window=(1, None))
+
+    def masked_sink_softmax_forward(S: np.ndarray, sinks: np.ndarray) -> tuple:
+        return F.softmax_with_sink_forward(np.where(seen, S, -np.inf), sinks)
+
+    return Target((scores, sinks), masked_sink_softmax_forward, F.softmax_with_sink_backward,
+                  torch_forward=functools.partial(torch_ops.softmax_with_sink, visible=seen))
+
+
+ENTRIES += [
+    Entry("rope/half-split", lambda dt: rope_target(dt, (2, 3, 5, 8), interleaved=False)),
+    Entry("rope/interleaved", lambda dt: rope_target(dt, (2, 3, 5, 8), interleaved=True)),
+    Entry("rope/half-split-positions-7e4", lambda dt: rope_target(dt, (4, 6), interleaved=False, positions="far")),
+    Entry("rope/interleaved-positions-7e4", lambda dt: rope_target(dt, (4, 6), interleaved=True, positions="far")),
+    Entry("rms_norm/weight", lambda dt: rms_norm_target(dt, (2, 3, 6))),
+    Entry("rms_norm/no-weight", lambda dt: rms_norm_target(dt, (3, 5), weight=False)),
+    Entry("rms_norm/large-eps", lambda dt: rms_norm_target(dt, (4, 3), eps=0.5)),
+    Entry("RMSNorm/last-axis", lambda dt: rms_norm_module_target(dt, 6, (2, 3, 6))),
+    Entry("RMSNorm/two-axes", lambda dt: rms_norm_module_target(dt, (2, 3), (4, 2, 3))),
+    Entry("RMSNorm/no-affine", lambda dt: rms_norm_module_target(dt, 4, (3, 4), affine=False)),
+    Entry("score_mod/softcap", lambda dt: score_mod_target(dt, softcap=2.0)),
+    Entry("score_mod/alibi", lambda dt: score_mod_target(dt, alibi=True)),
+    Entry("score_mod/softcap-alibi", lambda dt: score_mod_target(dt, softcap=2.0, alibi=True)),
+    Entry("sinks/window-empty-row", sink_softmax_target),
+]
 
 
 # ----- The transformer block's pieces and the GPT (issue 15) -----------------------------------------------

@@ -155,3 +155,100 @@ def grouped_query_attention(
     heads = attention(q, k, v, is_causal=is_causal, dropout_mask=dropout_mask, dropout_p=dropout_p)
     out = linear(heads.transpose(1, 2).flatten(2), params["out_proj.weight"], params.get("out_proj.bias"))
     return out[0] if not batched else out if batch_first else out.transpose(0, 1)
+
+
+# --- RoPE, RMSNorm, score modifications and sinks (references of the options of today's attention) ---
+
+def rope(x: Any, positions: Any = None, base: float = 10000.0, interleaved: bool = False) -> Any:
+    """Rotary embedding from torch ops: x * cos + swap(x) * sin, the angles repeated in the layout's order.
+
+    ``swap`` maps each pair (a, b) to (-b, a): Hugging Face's ``rotate_half`` for the half-split
+    layout, GPT-J's ``rotate_every_two`` for the interleaved one.
+    """
+    torch = require_torch()
+    length, dim = x.shape[-2], x.shape[-1]
+    positions = torch.arange(length) if positions is None else torch.as_tensor(positions)
+    frequencies = 1.0 / base ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim)
+    angles = torch.outer(positions.to(torch.float64), frequencies)  # (L, D/2)
+    if interleaved:
+        angles = angles.repeat_interleave(2, dim=-1)
+        swapped = torch.stack([-x[..., 1::2], x[..., 0::2]], dim=-1).flatten(-2)
+    else:
+        angles = angles.repeat(1, 2)
+        swapped = torch.cat([-x[..., dim // 2:], x[..., : dim // 2]], dim=-1)
+    return x * angles.cos().to(x.dtype) + swapped * angles.sin().to(x.dtype)
+
+
+def rms_norm(x: Any, weight: Any = None, eps: float = 1e-6, normalized_shape: tuple | None = None) -> Any:
+    """torch's ``rms_norm`` over ``normalized_shape`` (default: the last axis)."""
+    shape = (x.shape[-1],) if normalized_shape is None else normalized_shape
+    return require_torch().nn.functional.rms_norm(x, shape, weight, eps)
+
+
+def score_mod(scores: Any, query_pos: Any, key_pos: Any, softcap: float | None = None, alibi_slopes: Any = None) -> Any:
+    """``c * tanh(s / c)``, then ``- slope_h * |i - j|``, from torch ops."""
+    torch = require_torch()
+    if softcap is not None:
+        scores = softcap * torch.tanh(scores / softcap)
+    if alibi_slopes is not None:
+        distance = (torch.as_tensor(query_pos)[:, None] - torch.as_tensor(key_pos)[None, :]).abs()
+        scores = scores - torch.as_tensor(alibi_slopes, dtype=scores.dtype)[:, None, None] * distance
+    return scores
+
+
+def softmax_with_sink(scores: Any, sinks: Any, visible: np.ndarray | None = None) -> Any:
+    """The weights over the keys of a softmax over the logits with one sink column per head appended.
+
+    ``visible`` (bool, broadcast to the scores) masks the other entries with -inf first.
+    """
+    torch = require_torch()
+    if visible is not None:
+        scores = scores.masked_fill(~torch.as_tensor(visible), -torch.inf)
+    sink_column = sinks[:, None, None].expand(*scores.shape[:-1], 1)
+    return torch.softmax(torch.cat([scores, sink_column], dim=-1), dim=-1)[..., :-1]
+
+
+def attention_with_options(
+    q: Any, k: Any, v: Any, sinks: Any = None, *, attn_mask: np.ndarray | None = None, is_causal: bool = False,
+    scale: float | None = None, softcap: float | None = None, alibi_slopes: Any = None,
+    window: tuple | None = None, query_offset: int = 0,
+) -> Any:
+    """Attention with every option of today's models, from the published formulas in plain torch ops.
+
+    Scores ``scale * q k^T``; ``softcap``: ``c tanh(s / c)``; ALiBi: ``- slope_h |i + offset - j|``; the
+    masks (boolean ``attn_mask``, causal, ``window=(left, right)``, as triangles of torch's ``tril`` /
+    ``triu`` with diagonals shifted by ``query_offset``) ANDed, a float ``attn_mask`` added; ``sinks``: a
+    softmax over the logits with one sink column per head appended, then dropped. Grouped-query heads
+    by repetition. A row with no visible key gives 0 (without sinks: its weights are 0).
+    """
+    torch = require_torch()
+    group = q.shape[-3] // k.shape[-3]
+    k, v = k.repeat_interleave(group, dim=-3), v.repeat_interleave(group, dim=-3)
+    length, keys = q.shape[-2], k.shape[-2]
+    scores = (scale if scale is not None else 1 / math.sqrt(q.shape[-1])) * q @ k.transpose(-1, -2)
+    if softcap is not None:
+        scores = softcap * torch.tanh(scores / softcap)
+    if alibi_slopes is not None:
+        query_pos = torch.arange(length)[:, None] + query_offset
+        distance = (query_pos - torch.arange(keys)[None, :]).abs()
+        scores = scores - torch.as_tensor(alibi_slopes, dtype=scores.dtype)[:, None, None] * distance
+    allowed = torch.ones(length, keys, dtype=torch.bool)
+    if is_causal:
+        allowed = allowed.tril(query_offset)
+    if window is not None and window[0] is not None:
+        allowed = allowed.triu(query_offset - window[0])
+    if window is not None and window[1] is not None:
+        allowed = allowed.tril(query_offset + window[1])
+    mask = as_mask_tensor(attn_mask, q.dtype)
+    if mask is not None and mask.dtype == torch.bool:
+        allowed = allowed & mask
+    elif mask is not None:
+        scores = scores + mask
+    scores = scores.masked_fill(~allowed, -torch.inf)
+    if sinks is not None:
+        sink_column = sinks[:, None, None].expand(*scores.shape[:-1], 1)
+        weights = torch.softmax(torch.cat([scores, sink_column], dim=-1), dim=-1)[..., :-1]
+    else:  # softmax of a row of -inf is NaN: give such rows finite logits, then weights 0
+        empty = torch.isneginf(scores).all(dim=-1, keepdim=True)
+        weights = torch.softmax(scores.masked_fill(empty, 0.0), dim=-1).masked_fill(empty, 0.0)
+    return weights @ v

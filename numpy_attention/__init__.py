@@ -4,16 +4,18 @@
     >>> x = np.array([[1, 0, 1, 0], [0, 1, 0, 1], [1, 1, 0, 0]])
     >>> out = na.scaled_dot_product_attention(x, x, x)
 
-The ops live in :mod:`numpy_attention.functional` as forward/backward pairs;
-the modules here own parameters and call those pairs.
+The ops live in :mod:`numpy_attention.functional` as forward/backward pairs,
+written as their derivations; :mod:`numpy_attention.kernels` computes the same
+pairs faster. The modules here own parameters and run the kernels by default.
 """
 
-from . import functional, optim
+from . import functional, kernels, optim
 from .blocks import GELU, LayerNorm
-from .functional import scaled_dot_product_attention
+from .kernels import scaled_dot_product_attention
 from .layers import Embedding, Linear, ScaledDotProductAttention
 from .module import Module
 from .multihead import MultiHeadAttention
+from .norms import RMSNorm
 from .optim import Adam, AdamW, clip_grad_norm
 
 __version__ = "0.1.0"
@@ -27,9 +29,11 @@ __all__ = [
     "Linear",
     "Module",
     "MultiHeadAttention",
+    "RMSNorm",
     "ScaledDotProductAttention",
     "clip_grad_norm",
     "functional",
+    "kernels",
     "optim",
     "scaled_dot_product_attention",
 ]

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 
 from . import functional as F
-from ._validation import as_float_array, check_bool, check_choice, check_real, describe
 from .functional.gelu import APPROXIMATIONS
 from .module import Module, check_float_dtype
+from .validation import as_float_array, check_bool, check_choice, check_real, describe
 
 __all__ = ["GELU", "LayerNorm"]
 

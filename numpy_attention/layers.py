@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from . import functional as F
-from ._validation import (
+from . import kernels
+from .attention_impls import ATTENTION_IMPLS, DEFAULT_IMPL
+from .module import Module, check_float_dtype
+from .validation import (
     as_float_array,
     as_generator,
     check_bool,
@@ -18,7 +21,6 @@ from ._validation import (
     check_probability,
     check_real,
 )
-from .module import Module, check_float_dtype
 
 
 class Linear(Module):
@@ -48,11 +50,11 @@ class Linear(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = as_float_array(x, "x", dtype=self.dtype)
-        out, self._cache = F.linear_forward(x, self.params["weight"], self.params.get("bias"))
+        out, self._cache = kernels.linear_forward(x, self.params["weight"], self.params.get("bias"))
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        dx, dweight, dbias = F.linear_backward(dout, self.saved_cache())
+        dx, dweight, dbias = kernels.linear_backward(dout, self.saved_cache())
         self.accumulate("weight", dweight)
         if dbias is not None:
             self.accumulate("bias", dbias)
@@ -96,20 +98,14 @@ class Embedding(Module):
         self.accumulate("weight", F.embedding_backward(dout, self.saved_cache()))
 
 
-# impl name -> (forward, backward): the naive pair (forms the L x S weights) or the
-# tiled one (linear memory, no weights returned).
-ATTENTION_IMPLS: dict[str, tuple[Callable, Callable]] = {
-    "naive": (F.attention_forward, F.attention_backward),
-    "flash": (F.flash_attention_forward, F.flash_attention_backward),
-}
-
-
 class ScaledDotProductAttention(Module):
     """Attention without parameters: ``forward(q, k, v) -> (out, weights)`` and its backward.
 
     Masks follow ``scaled_dot_product_attention`` (boolean True = may attend).
-    Dropout acts in training mode only. ``weights`` is None for ``impl="flash"``,
-    which never forms them.
+    Dropout acts in training mode only. ``impl`` names a pair of
+    :mod:`numpy_attention.attention_impls`: "dense" (the kernel, default), "flash"
+    (the tiled kernel), "textbook" or "textbook-flash" (the plain pairs).
+    ``weights`` is None for the tiled pairs, which never form them.
     """
 
     def __init__(
@@ -117,7 +113,7 @@ class ScaledDotProductAttention(Module):
         dropout: float = 0.0,
         scale: float | None = None,
         *,
-        impl: str = "naive",
+        impl: str = DEFAULT_IMPL,
         rng: np.random.Generator | None = None,
     ) -> None:
         super().__init__()

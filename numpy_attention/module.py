@@ -14,7 +14,7 @@ from typing import Any, BinaryIO, Union
 
 import numpy as np
 
-from ._validation import check_float_dtype, check_path, check_state_dict, describe
+from .validation import check_float_dtype, check_path, check_state_dict, describe
 
 __all__ = ["Module", "check_float_dtype"]
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import check_bool, check_real, describe
 from .module import Module
+from .validation import check_bool, check_real, describe
 
 
 def _modules(modules: Module | Iterable[Module]) -> list[Module]:

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import random_like, rel_error, require_torch
+from helpers.numerics import random_like, rel_error, require_torch
 
 import numpy_attention as na
 from numpy_attention import AdamW, Embedding, LayerNorm, Linear, clip_grad_norm

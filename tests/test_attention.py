@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-from attention_cases import CASES
-from conftest import random_like, rel_error, require_torch
+from helpers.attention_cases import BAD_CALLS, CASES
+from helpers.numerics import random_like, rel_error, require_torch
 
 from gradcheck import numerical_gradients, torch_ops
 from numpy_attention import scaled_dot_product_attention
@@ -86,7 +86,7 @@ def test_seed_example_values():
     expected_weights_row0 = np.exp([1.0, 0.0, 0.5]) / np.exp([1.0, 0.0, 0.5]).sum()
     np.testing.assert_allclose(cache.weights[0], expected_weights_row0, rtol=1e-14)
     np.testing.assert_allclose(out, cache.weights @ x, rtol=1e-14)
-    np.testing.assert_array_equal(scaled_dot_product_attention(x, x, x), out)
+    np.testing.assert_allclose(scaled_dot_product_attention(x, x, x), out, rtol=1e-14)  # the kernel
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -115,27 +115,6 @@ def test_inputs_and_dout_are_not_modified(rng):
         np.testing.assert_array_equal(a, c)
 
 
-BAD_CALLS = [
-    ("q, k, v must have the same number", ValueError, lambda z: ((z(2, 3, 4), z(3, 4), z(3, 4)), {})),
-    ("embedding size E", ValueError, lambda z: ((z(2, 3, 4), z(2, 5, 3), z(2, 5, 4)), {})),
-    ("key length S", ValueError, lambda z: ((z(2, 3, 4), z(2, 5, 4), z(2, 6, 4)), {})),
-    ("multiple of", ValueError, lambda z: ((z(3, 3, 4), z(2, 5, 4), z(2, 5, 4)), {})),
-    ("same number of heads", ValueError, lambda z: ((z(2, 3, 4), z(2, 5, 4), z(1, 5, 4)), {})),
-    ("do not broadcast", ValueError, lambda z: ((z(2, 1, 3, 4), z(3, 1, 5, 4), z(3, 1, 5, 4)), {})),
-    ("attn_mask of shape", ValueError, lambda z: ((z(2, 3, 4),) * 3, {"attn_mask": np.ones((4, 3), bool)})),
-    ("attn_mask must have dtype", TypeError, lambda z: ((z(2, 3, 4),) * 3, {"attn_mask": np.ones((3, 3), int)})),
-    ("cannot be combined", ValueError,
-     lambda z: ((z(2, 3, 4),) * 3, {"attn_mask": np.ones((3, 3), bool), "is_causal": True})),
-    ("dropout_p", ValueError, lambda z: ((z(2, 3, 4),) * 3, {"dropout_p": 1.0})),
-    ("dropout_p", ValueError, lambda z: ((z(2, 3, 4),) * 3, {"dropout_p": -0.1})),
-    ("dropout_p", ValueError, lambda z: ((z(2, 3, 4),) * 3, {"dropout_p": float("nan")})),
-    ("is_causal", TypeError, lambda z: ((z(2, 3, 4),) * 3, {"is_causal": "yes"})),
-    ("q must have dtype", TypeError, lambda z: ((z(3, 4) > 0, z(3, 4), z(3, 4)), {})),
-    ("k must have dtype", TypeError, lambda z: ((z(3, 4), z(3, 4).astype(complex), z(3, 4)), {})),
-    ("v must have dtype", TypeError, lambda z: ((z(3, 4), z(3, 4), z(3, 4).astype(object)), {})),
-    ("must share one dtype", TypeError, lambda z: ((z(3, 4), z(3, 4).astype(np.float32), z(3, 4)), {})),
-    ("rng", TypeError, lambda z: ((z(3, 4),) * 3, {"dropout_p": 0.1, "rng": "seed"})),
-]
 
 
 @pytest.mark.parametrize("message, error, make", BAD_CALLS, ids=[f"{i}-{c[0]}" for i, c in enumerate(BAD_CALLS)])

@@ -10,11 +10,13 @@ import contextlib
 
 import numpy as np
 import pytest
-from attention_cases import CASES
-from conftest import random_like, rel_error
+from helpers.attention_cases import CASES
+from helpers.numerics import random_like, rel_error
 
-from numpy_attention.functional import attention, attention_backward, attention_forward, tiles
-from numpy_attention.functional.softmax import softmax_rows
+from numpy_attention.kernels import attention_backward, attention_forward
+from numpy_attention.kernels import dense as attention
+from numpy_attention.kernels import schedule as tiles
+from numpy_attention.kernels.softmax import softmax_rows
 
 
 def forward_backward(case):

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from conftest import random_like
+from helpers.numerics import random_like
 
-from numpy_attention.functional import attention_backward, attention_forward, buffers
+from numpy_attention.kernels import attention_backward, attention_forward, buffers
 
 SHAPE = (4, 256, 256)  # 2 MiB of float64: above buffers.MIN_BYTES
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
-from attention_cases import CASES
-from conftest import random_like, rel_error, require_torch
-from example_runner import assert_png, run_example
+from helpers.attention_cases import CASES
+from helpers.example_runner import assert_png, run_example
+from helpers.numerics import random_like, rel_error, require_torch
 
 from gradcheck import bugs
 from numpy_attention.functional import attention_backward, attention_forward
@@ -24,12 +26,13 @@ WRONG_TENSORS = {
     "linear-bias-not-summed": ["bias"],
     "gqa-kv-grad-one-head": ["k", "v"],
     "causal-leak": ["q", "k"],
+    "sink-gradient-missing": ["sinks"],
 }
 
 
 def test_the_zoo_has_at_least_eight_distinct_bugs_of_both_kinds():
     assert len(bugs.BUGS) >= 8 and len({bug.name for bug in bugs.BUGS}) == len(bugs.BUGS)
-    assert len(BACKWARD_BUGS) >= 7 and len(FORWARD_BUGS) == 2
+    assert len(BACKWARD_BUGS) >= 8 and len(FORWARD_BUGS) >= 3
 
 
 @pytest.mark.parametrize("fast", [False, True], ids=["exhaustive", "fast"])
@@ -68,19 +71,29 @@ def test_forward_bugs_fail_against_torch(bug):
     assert all(row.max_rel_error < 1e-12 or row.max_abs_error < 1e-14 for row in right.report.rows)
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if len(c.q) == 4 and c.q[:-3] == c.k[:-3] and c.mask != "float"],
-                         ids=lambda c: c.name)
-def test_the_textbook_backward_without_a_mistake_is_the_library_backward(case):
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_a_copy_planted_with_nothing_is_the_textbook_backward(case):
     q, k, v, options = case.build(seed=4)
     out, cache = attention_forward(q, k, v, **options, rng=np.random.default_rng(0))
     dout = random_like(np.random.default_rng(1), out.shape)
-    for ours, textbook in zip(attention_backward(dout, cache), bugs.textbook_attention_backward(dout, cache)):
-        assert rel_error(textbook, ours) < 1e-12
+    copy = bugs.planted(attention_backward)
+    assert copy is not attention_backward
+    for ours, planted in zip(attention_backward(dout, cache), copy(dout, cache)):
+        np.testing.assert_array_equal(planted, ours)
+
+
+@pytest.mark.parametrize("mistake", sorted(bugs.ATTENTION_MISTAKES))
+def test_every_mistake_replaces_lines_of_the_textbook_backward_and_says_so(mistake):
+    code = [line.strip() for line in inspect.getsource(attention_backward).split("\n")]
+    for line, wrong in bugs.ATTENTION_MISTAKES[mistake]:
+        assert code.count(line) == 1 and "# WRONG" in wrong and line not in wrong
+    with pytest.raises(ValueError, match="no line"):
+        bugs.planted(attention_backward, ("no such line", "x = 1  # WRONG"))
 
 
 def test_the_numpy_loop_reference_is_torch(rng):
     torch = require_torch()
-    case = bugs.BUGS[-1].right()
+    case = next(bug for bug in bugs.BUGS if bug.name == "mha-heads-layout").right()
     expected = case.torch_forward(*(torch.tensor(x) for x in case.inputs)).numpy()
     assert rel_error(case.numpy_reference(*case.inputs), expected) < 1e-12
 

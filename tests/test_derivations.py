@@ -44,6 +44,12 @@ REQUIRED_SECTIONS = [
     "Embedding",
     "Cross-entropy loss",
     "Adam",
+    "RoPE",
+    "RMSNorm and QK-norm",
+    "Soft-capping",
+    "ALiBi",
+    "Sliding window and causal masks as a predicate",
+    "Attention sinks",
     "Layer normalization",
     "GELU",
     "AdamW and gradient clipping",
@@ -114,8 +120,23 @@ def code_blocks(text: str) -> list[str]:
     return fenced + re.findall(r"`([^`\n]+)`", rest)
 
 
+def notation_variables(text: str) -> set[str]:
+    """The variable names of the Conventions table (its last column), with their gradients and tiles.
+
+    ``S`` gives ``S``, ``dS``, ``S_ij`` and ``dS_ij``: the textbook pairs' variables, never library names.
+    """
+    conventions = re.search(r"^## Conventions\n(.*?)(?=^## |\Z)", text, flags=re.S | re.M)
+    names = set()
+    if conventions is None:
+        return names
+    for row in re.findall(r"^\|(.*)\|\s*$", conventions.group(1), flags=re.M):
+        names.update(name for name in re.findall(r"`([A-Za-z]\w*)`", row.split("|")[-1]) if len(name) <= 2)
+    return {form for name in names for form in (name, f"d{name}", f"{name}_ij", f"d{name}_ij")}
+
+
 def referenced_names(text: str) -> set[str]:
     """The names the document uses as library functions or classes (see the module docstring)."""
+    variables = notation_variables(text)
     names = set()
     for code in code_blocks(text):
         for name in re.findall(r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\(", code):
@@ -126,7 +147,7 @@ def referenced_names(text: str) -> set[str]:
             last = name.split(".")[-1]
             if name[0].isupper() or last.endswith(("_forward", "_backward")):
                 names.add(name)
-    return {name for name in names if is_library_reference(name)}
+    return {name for name in names if name.split(".")[0] not in variables and is_library_reference(name)}
 
 
 def is_library_reference(name: str) -> bool:
@@ -165,6 +186,12 @@ def test_every_backward_function_is_named_in_the_document():
     }, "the package walk found too few backward functions"
     missing = sorted(q for q in backwards if q.rsplit(".", 1)[1] not in referenced)
     assert not missing, f"backward functions not named (as `name()`) in docs/derivations.md: {missing}"
+
+
+def test_the_notation_table_names_the_textbook_variables():
+    variables = notation_variables(document())
+    assert {"S", "P", "Z", "D", "M", "dS", "dP", "S_ij", "m", "l"} <= variables
+    assert "attention_backward" not in variables and "softmax" not in variables
 
 
 def test_every_function_the_document_names_exists():

@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from conftest import random_like, rel_error, require_torch
+from helpers.numerics import random_like, rel_error, require_torch
 
 from gradcheck import numerical_gradients
 from numpy_attention import Embedding

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from example_runner import assert_png, printed_matrix, run_example
+from helpers.example_runner import assert_png, printed_matrix, run_example
 
 from gradcheck import numerical_gradients
 from numpy_attention.functional import attention_forward

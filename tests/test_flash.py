@@ -1,4 +1,4 @@
-"""The tiled attention pair computes the naive pair's function, gradients included, in linear memory."""
+"""The tiled kernel computes the textbook dense pair's function, gradients included, in linear memory."""
 
 import json
 import os
@@ -9,59 +9,20 @@ import warnings
 
 import numpy as np
 import pytest
-from attention_cases import CASES, Case
-from conftest import random_like, rel_error, require_torch
-from example_runner import ROOT, assert_png, run_example
-from test_attention import BAD_CALLS
+from helpers.attention_cases import BAD_CALLS, CASES, Case, random_cases
+from helpers.example_runner import ROOT, assert_png, run_example
+from helpers.numerics import random_like, rel_error, require_torch
 
 from gradcheck import numerical_gradients, torch_ops
 from numpy_attention import ScaledDotProductAttention
+from numpy_attention._args import attention_scores_shape
 from numpy_attention.functional import attention as naive_module
-from numpy_attention.functional import (
-    attention_backward,
-    attention_forward,
-    flash_attention_backward,
-    flash_attention_forward,
-    position_dropout,
-)
-from numpy_attention.functional import flash as flash_module
+from numpy_attention.functional import attention_backward, attention_forward
+from numpy_attention.functional import dropout as position_dropout
+from numpy_attention.kernels import flash as flash_module
+from numpy_attention.kernels import flash_attention_backward, flash_attention_forward
 
 CASE_IDS = [case.name for case in CASES]
-MASK_KINDS = [None, "bool", "float", "bool-padding", "bool-empty-row", "float-empty-row", "causal"]
-
-
-def random_cases(count: int, seed: int) -> list[tuple[Case, int]]:
-    """Seeded random shapes and options, each with a block size that may or may not divide L and S."""
-    rng = np.random.default_rng(seed)
-    cases = []
-    for i in range(count):
-        num_kv_heads, group = int(rng.integers(1, 3)), int(rng.integers(1, 4))
-        num_queries, num_keys = (int(n) for n in rng.integers(2, 24, size=2))
-        if rng.random() < 0.3:
-            num_keys = num_queries
-        embed, value_embed = (int(n) for n in rng.integers(1, 7, size=2))
-        batch = [(), (2,), (2, 3)][i % 3]
-        # Broadcast batch dimensions: k and v sometimes share a batch of 1 with q's full one.
-        kv_batch = tuple(1 if rng.random() < 0.4 else n for n in batch)
-        kind = MASK_KINDS[int(rng.integers(len(MASK_KINDS)))]
-        full = (*batch, num_kv_heads * group, num_queries, num_keys)
-        mask_shape = {"bool-padding": (full[0], 1, 1, num_keys) if batch else None,
-                      "float": (num_queries, num_keys) if rng.random() < 0.5 else None}.get(kind)
-        if kind == "bool-padding" and not batch:
-            kind = "bool"
-        case = Case(
-            f"random-{i}",
-            (*batch, num_kv_heads * group, num_queries, embed),
-            (*kv_batch, num_kv_heads, num_keys, embed),
-            (*kv_batch, num_kv_heads, num_keys, value_embed),
-            mask=None if kind == "causal" else kind,
-            mask_shape=mask_shape,
-            is_causal=kind == "causal",
-            dropout_p=float(rng.choice([0.0, 0.0, 0.3])),
-            scale=None if rng.random() < 0.7 else float(rng.uniform(0.1, 2.0)),
-        )
-        cases.append((case, int(rng.choice([1, 2, 3, 4, 5, 7, 8, 16, 64]))))
-    return cases
 
 
 RANDOM_CASES = random_cases(40, seed=2024)
@@ -71,7 +32,7 @@ def full_dropout_mask(cache, scores_shape):
     """The whole (..., Hq, L, S) keep-mask that the tiled pair regenerates tile by tile."""
     shape = scores_shape if len(scores_shape) > 2 else (1, *scores_shape)
     everything = (slice(0, shape[-2]), slice(0, shape[-1]))
-    keep = position_dropout._dropout_keep(cache.dropout_seed, shape, *everything, cache.dropout_p)
+    keep = position_dropout.position_keep_mask(cache.dropout_seed, shape, *everything, cache.dropout_p)
     return np.broadcast_to(keep, shape).reshape(scores_shape)
 
 
@@ -79,8 +40,8 @@ def naive_with_flash_dropout(monkeypatch, q, k, v, options, flash_cache):
     """The naive pair, given the tiled pair's dropout mask in place of the one it would draw."""
     with monkeypatch.context() as patch:
         if flash_cache.dropout_seed is not None:
-            mask = full_dropout_mask(flash_cache, naive_module.attention_scores_shape(q, k, v))
-            patch.setattr(naive_module, "draw_dropout_mask", lambda shape, p, rng: mask)
+            mask = full_dropout_mask(flash_cache, attention_scores_shape(q, k, v))
+            patch.setattr(naive_module, "draw_keep_mask", lambda shape, p, rng: mask)
         return attention_forward(q, k, v, **options)
 
 
@@ -113,7 +74,7 @@ def test_flash_matches_torch(case):
     torch = require_torch()
     q, k, v, options = case.build(seed=3)
     out, cache = flash_attention_forward(q, k, v, **options, rng=np.random.default_rng(4), block_size=2)
-    scores_shape = naive_module.attention_scores_shape(q, k, v)
+    scores_shape = attention_scores_shape(q, k, v)
     dropout_mask = None if cache.dropout_seed is None else full_dropout_mask(cache, scores_shape)
     tensors = [torch.tensor(x, requires_grad=True) for x in (q, k, v)]
     out_t = torch_ops.attention(*tensors, options.get("attn_mask"), options["is_causal"], options["scale"],
@@ -195,12 +156,12 @@ def test_dropout_mask_does_not_depend_on_the_block_size(rng):
 
 
 def test_dropout_mask_keeps_one_minus_p_and_follows_the_generator():
-    keep = position_dropout._dropout_keep(np.uint64(12345), (2, 300, 400), slice(0, 300), slice(0, 400), 0.3)
+    keep = position_dropout.position_keep_mask(np.uint64(12345), (2, 300, 400), slice(0, 300), slice(0, 400), 0.3)
     assert keep.shape == (2, 300, 400)
     assert abs(keep.mean() - 0.7) < 0.005  # 240 000 draws: the standard deviation is 0.001
     assert abs(keep[:, :, ::2].mean() - keep[:, :, 1::2].mean()) < 0.01  # no alternating pattern
     assert not np.array_equal(keep[0], keep[1])  # heads get different masks
-    tile = position_dropout._dropout_keep(np.uint64(12345), (2, 300, 400), slice(10, 17), slice(390, 400), 0.3)
+    tile = position_dropout.position_keep_mask(np.uint64(12345), (2, 300, 400), slice(10, 17), slice(390, 400), 0.3)
     np.testing.assert_array_equal(tile, keep[:, 10:17, 390:400])
 
     x = random_like(np.random.default_rng(0), (1, 8, 4))
@@ -395,7 +356,7 @@ def test_the_running_maximum_is_skipped_only_for_bounded_scores(rng, magnitude, 
 def test_heads_run_in_parallel_give_the_same_numbers(monkeypatch, case):
     import contextlib
 
-    from numpy_attention.functional import tiles
+    from numpy_attention.kernels import schedule as tiles
 
     q, k, v, options = case.build(seed=5)
     out_shape = attention_forward(q, k, v, **options, rng=np.random.default_rng(6))[0].shape

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import random_like, rel_error, require_torch
+from helpers.numerics import random_like, rel_error, require_torch
 
 import gradcheck
 import numpy_attention as na

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from conftest import rel_error, require_torch
-from gpt_twin import as_numpy, batch, load_ours_into, make_twin, nanogpt_groups
+from helpers.gpt_twin import as_numpy, batch, load_ours_into, make_twin, nanogpt_groups
+from helpers.numerics import rel_error, require_torch
 
 from numpy_attention import clip_grad_norm
 from numpy_attention.models import GPT

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import rel_error
+from helpers.numerics import rel_error
 
 from numpy_attention.models import GPT, KVCache, blocks
 

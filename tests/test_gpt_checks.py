@@ -4,7 +4,7 @@ import io
 
 import numpy as np
 import pytest
-from conftest import rel_error
+from helpers.numerics import rel_error
 
 import gradcheck
 from gradcheck.numeric import central_differences

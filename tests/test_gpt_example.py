@@ -3,7 +3,7 @@
 import re
 
 import pytest
-from example_runner import assert_png, run_example
+from helpers.example_runner import assert_png, run_example
 
 
 @pytest.fixture(autouse=True)

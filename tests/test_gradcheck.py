@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import random_like, rel_error
+from helpers.numerics import random_like, rel_error
 
 import gradcheck
 import numpy_attention as na

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from example_runner import ROOT
+from helpers.example_runner import ROOT
 
 import gradcheck.__main__ as cli
 from gradcheck import bugs, suite
@@ -96,7 +96,7 @@ def test_dropout_entries_really_drop(name):
 def test_a_registered_tiled_implementation_gets_its_entries(monkeypatch):
     """The flash pair registers itself in ATTENTION_IMPLS; the suite then checks it on the tiling-sensitive cases."""
     from numpy_attention import functional as F
-    from numpy_attention.layers import ATTENTION_IMPLS
+    from numpy_attention.attention_impls import ATTENTION_IMPLS
 
     block_sizes = set()
 
@@ -112,3 +112,11 @@ def test_a_registered_tiled_implementation_gets_its_entries(monkeypatch):
         result = cli.run_entry(entry, np.dtype(np.float64), fast=True, use_torch=torch_available())
         assert result["error"] is None and all(report.passed for report in result["reports"]), entry.name
     assert 2 in block_sizes  # the functional entries ask for tiles smaller than L and S
+
+
+def test_suite_covers_rope_rms_norm_score_mods_and_sinks():
+    names = [entry.name for entry in ENTRIES]
+    for expected in ("rope/half-split", "rope/interleaved", "rms_norm/weight", "rms_norm/no-weight",
+                     "RMSNorm/last-axis", "RMSNorm/no-affine", "score_mod/softcap", "score_mod/alibi",
+                     "score_mod/softcap-alibi", "sinks/window-empty-row"):
+        assert expected in names

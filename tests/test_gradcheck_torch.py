@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from conftest import random_like, require_torch
-from example_runner import ROOT
+from helpers.example_runner import ROOT
+from helpers.numerics import random_like, require_torch
 
 import gradcheck
 import numpy_attention as na
@@ -102,9 +103,11 @@ def test_numpy_reference_compares_outputs():
     assert not report.passed and [row.name for row in report.rows] == ["output"]
 
 
-def test_without_torch_the_message_names_the_extra(monkeypatch):
+def test_without_torch_the_message_says_what_to_install(monkeypatch):
+    from numpy_attention.optional import TORCH_HINT
+
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
-    with pytest.raises(ImportError, match=r"pip install 'numpy_attention\[torch\]'"):
+    with pytest.raises(ImportError, match=re.escape(TORCH_HINT)):
         compare_with_torch(F.attention_forward, F.attention_backward, torch_ops.attention, qkv())
 
 

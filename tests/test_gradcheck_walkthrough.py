@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from example_runner import assert_png, run_example
+from helpers.example_runner import assert_png, run_example
 
 
 def test_walkthrough_passes_the_right_layer_and_points_at_the_wrong_gradient(tmp_path):

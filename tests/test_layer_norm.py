@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import random_like, rel_error, require_torch
+from helpers.numerics import random_like, rel_error, require_torch
 
 import gradcheck
 import numpy_attention as na

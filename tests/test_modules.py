@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
-from conftest import random_like, rel_error, require_torch
+from helpers.numerics import random_like, rel_error, require_torch
 
 from gradcheck import numerical_gradients
 from numpy_attention import Linear, ScaledDotProductAttention
-from numpy_attention.functional import attention_forward
+from numpy_attention.kernels import attention_forward
 
 
 def test_linear_module_gradients_accumulate_and_zero(rng):

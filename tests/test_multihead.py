@@ -7,14 +7,14 @@ from typing import NamedTuple
 
 import numpy as np
 import pytest
-from conftest import random_like, rel_error
-from example_runner import assert_png, printed_matrix, run_example
-from multihead_cases import MHACase, gradient_errors
+from helpers.example_runner import assert_png, printed_matrix, run_example
+from helpers.multihead_cases import MHACase, gradient_errors
+from helpers.numerics import random_like, rel_error
 
 from gradcheck import numerical_gradients
 from numpy_attention import MultiHeadAttention
-from numpy_attention.functional import AttentionCache, attention_backward, attention_forward
-from numpy_attention.layers import ATTENTION_IMPLS
+from numpy_attention.attention_impls import ATTENTION_IMPLS
+from numpy_attention.kernels import AttentionCache, attention_backward, attention_forward
 
 # A representative subset for finite differences: every option appears at least once.
 FD_CASES = [

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import numpy as np
 import pytest
-from conftest import random_like
+from helpers.numerics import random_like
 
 from numpy_attention import MultiHeadAttention
+from numpy_attention.optional import TORCH_HINT
 
 
 def _call(**kwargs):
@@ -29,7 +31,7 @@ BAD_INPUTS = [
     (lambda: MultiHeadAttention(0, 1), ValueError, r"embed_dim must be a positive int; got 0"),
     (lambda: MultiHeadAttention(4, 2.0), TypeError, r"num_heads must be a positive int; got float 2.0"),
     (lambda: MultiHeadAttention(4, 2, dropout=1.0), ValueError, r"dropout must be in \[0, 1\); got 1.0"),
-    (lambda: MultiHeadAttention(4, 2, impl="fast"), ValueError, r"impl must be one of \[.*'naive'.*\]; got 'fast'"),
+    (lambda: MultiHeadAttention(4, 2, impl="fast"), ValueError, r"impl must be one of \[.*'dense'.*\]; got 'fast'"),
     (lambda: MultiHeadAttention(4, 2, batch_first=1), TypeError, r"batch_first must be a bool; got int 1"),
     (lambda: MultiHeadAttention(4, 2, dtype=np.float16), TypeError, r"dtype must be np.float32 or np.float64"),
     (lambda: _call(query=np.zeros((2, 3, 5))), ValueError,
@@ -92,9 +94,9 @@ def test_backward_needs_a_forward_and_a_dout_of_its_shape(rng):
     assert not any(g.any() for g in module.grads.values())  # a rejected backward accumulates nothing
 
 
-def test_torch_interop_without_torch_names_the_extra(monkeypatch):
+def test_torch_interop_without_torch_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
-    with pytest.raises(ImportError, match=r"to_torch needs PyTorch.*pip install 'numpy_attention\[torch\]'"):
+    with pytest.raises(ImportError, match="to_torch needs PyTorch.*" + re.escape(TORCH_HINT)):
         MultiHeadAttention(4, 2).to_torch()
-    with pytest.raises(ImportError, match=r"from_torch needs PyTorch.*numpy_attention\[torch\]"):
+    with pytest.raises(ImportError, match="from_torch needs PyTorch.*" + re.escape(TORCH_HINT)):
         MultiHeadAttention.from_torch(object())

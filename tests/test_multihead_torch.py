@@ -15,8 +15,8 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from conftest import require_torch
-from multihead_cases import EXACT_ZEROS, MHACase, gradient_errors, random_case
+from helpers.multihead_cases import EXACT_ZEROS, MHACase, gradient_errors, random_case
+from helpers.numerics import require_torch
 
 from numpy_attention import MultiHeadAttention
 from numpy_attention.multihead.torch_interop import torch_state

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from attention_impls import IMPLS, attention_impl
-from conftest import random_like, rel_error, require_torch
-from precision import assert_float32_close, attention_error_scales
+from helpers.impls import IMPLS, attention_impl
+from helpers.numerics import random_like, rel_error, require_torch
+from helpers.precision import assert_float32_close, attention_error_scales
 
 import numpy_attention as na
 from numpy_attention import functional as F
@@ -18,7 +18,7 @@ from numpy_attention import functional as F
 pytestmark = pytest.mark.filterwarnings("error")
 
 
-def attention_pair(q, k, v, dout=None, seed=0, impl="naive", **options):
+def attention_pair(q, k, v, dout=None, seed=0, impl="dense", **options):
     """Forward and backward with a seeded upstream gradient: (out, weights or None for flash, (dq, dk, dv))."""
     forward, backward = attention_impl(impl)
     out, cache = forward(q, k, v, **options, **({"block_size": 2} if impl == "flash" else {}))
@@ -37,7 +37,7 @@ def torch_attention(torch, q, k, v, dout, attn_mask=None, **options):
     return out.detach().numpy(), tuple(t.grad.numpy() for t in tensors)
 
 
-def assert_matches_torch(q, k, v, dout, impl="naive", **options):
+def assert_matches_torch(q, k, v, dout, impl="dense", **options):
     """Our output and gradients equal torch's SDPA to 1e-10 (relative, float64)."""
     torch = require_torch()
     out, _, grads = attention_pair(q, k, v, dout, impl=impl, **options)

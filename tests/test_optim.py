@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from conftest import random_like, rel_error, require_torch
+from helpers.numerics import random_like, rel_error, require_torch
 
 from numpy_attention import Adam, Embedding, Linear
 

@@ -11,12 +11,12 @@ import os
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from attention_impls import attention_impl
+from helpers.impls import attention_impl
+from helpers.multihead_cases import MHACase
+from helpers.precision import assert_float32_close, assert_within_rounding, attention_error_scales
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from multihead_cases import MHACase
-from precision import assert_float32_close, assert_within_rounding, attention_error_scales
 
 from numpy_attention import functional as F
 

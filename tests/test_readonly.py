@@ -10,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 import pytest
-from attention_impls import attention_impl
+from helpers.impls import attention_impl
 
 import numpy_attention as na
 from numpy_attention import functional as F

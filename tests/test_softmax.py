@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
-from conftest import random_like, rel_error, require_torch
+from helpers.numerics import random_like, rel_error, require_torch
 
 from gradcheck import numerical_gradients
 from numpy_attention.functional import softmax_backward, softmax_forward
-from numpy_attention.functional.softmax import EXP_SAFE_BOUND, softmax_rows
+from numpy_attention.kernels.softmax import EXP_SAFE_BOUND, softmax_rows
 
 
 @pytest.mark.parametrize("shape, axis", [((5,), -1), ((3, 4), -1), ((3, 4), 0), ((2, 3, 5), 1)])

@@ -7,7 +7,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from test_malformed_calls import write_bad_files
+from helpers.bad_files import write_bad_files
 
 import numpy_attention as na
 

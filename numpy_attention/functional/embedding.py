@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._validation import as_float_array, as_index_array, check_cache, check_dout, check_index
+from ..validation import as_float_array, as_index_array, check_cache, check_dout, check_index
 
 
 class EmbeddingCache(NamedTuple):

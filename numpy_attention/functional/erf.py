@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import as_float_array
+from ..validation import as_float_array
 
 __all__ = ["erf", "erfc"]
 

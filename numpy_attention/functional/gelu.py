@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._validation import as_float_array, check_cache, check_choice, check_dout
+from ..validation import as_float_array, check_cache, check_choice, check_dout
 from .erf import erfc
 
 APPROXIMATIONS = ("none", "tanh")

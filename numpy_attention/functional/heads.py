@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._validation import check_dout
+from ..validation import check_dout
 
 
 def split_heads(x: np.ndarray, num_heads: int) -> np.ndarray:

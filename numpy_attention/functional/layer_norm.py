@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._validation import as_float_array, check_cache, check_dout, check_real, same_dtype
+from ..validation import as_float_array, check_cache, check_dout, check_real, same_dtype
 
 
 class LayerNormCache(NamedTuple):

@@ -10,8 +10,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._validation import as_float_array, check_cache, check_dout, same_dtype
-from .tiles import matmul
+from .._args import check_linear_args
+from ..validation import check_cache, check_dout
 
 
 class LinearCache(NamedTuple):
@@ -38,27 +38,10 @@ def linear_forward(
     out : ndarray (..., out_features)
     cache : LinearCache
     """
-    x = as_float_array(x, "x")
-    weight = as_float_array(weight, "weight")
-    arrays, names = [x, weight], ["x", "weight"]
+    x, weight, bias = check_linear_args(x, weight, bias)
+    out = x @ weight.T
     if bias is not None:
-        bias = as_float_array(bias, "bias")
-        arrays.append(bias)
-        names.append("bias")
-    same_dtype(arrays, names)
-    if weight.ndim != 2:
-        raise ValueError(f"weight must be 2-D (out_features, in_features); got shape {weight.shape}")
-    if x.ndim == 0 or x.shape[-1] != weight.shape[1]:
-        raise ValueError(
-            f"x must have in_features = {weight.shape[1]} in its last dimension "
-            f"(weight is {weight.shape}); got x of shape {x.shape}"
-        )
-    if bias is not None and bias.shape != (weight.shape[0],):
-        raise ValueError(f"bias must have shape ({weight.shape[0]},); got {bias.shape}")
-    rows = math.prod(x.shape[:-1])  # not reshape(-1, ...): that fails when a feature size is 0
-    out = matmul(x.reshape(rows, weight.shape[1]), weight.T).reshape(*x.shape[:-1], weight.shape[0])
-    if bias is not None:
-        out += bias
+        out = out + bias
     return out, LinearCache(x=x, weight=weight, has_bias=bias is not None)
 
 
@@ -78,9 +61,9 @@ def linear_backward(
     check_cache(cache, LinearCache, "linear_forward")
     x, weight = cache.x, cache.weight
     dout = check_dout(dout, x.shape[:-1] + (weight.shape[0],), x.dtype)
-    rows = math.prod(x.shape[:-1])  # not reshape(-1, ...): that fails when a feature size is 0
-    rows_out = dout.reshape(rows, weight.shape[0])
-    dx = matmul(rows_out, weight).reshape(x.shape)
-    dweight = matmul(rows_out.T, x.reshape(rows, weight.shape[1]))
-    dbias = rows_out.sum(axis=0) if cache.has_bias else None
+    rows = math.prod(x.shape[:-1])  # every batch row (not reshape(-1, ...): that fails when a size is 0)
+    dout_rows, x_rows = dout.reshape(rows, weight.shape[0]), x.reshape(rows, weight.shape[1])
+    dx = dout @ weight
+    dweight = dout_rows.T @ x_rows
+    dbias = dout_rows.sum(axis=0) if cache.has_bias else None
     return dx, dweight, dbias

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .._validation import as_float_array, as_index_array, check_cache, check_choice, check_dout, describe
+from ..validation import as_float_array, as_index_array, check_cache, check_choice, check_dout, describe
 
 REDUCTIONS = ("mean", "sum", "none")
 

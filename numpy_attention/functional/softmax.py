@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._validation import as_float_array, check_axis, check_cache, check_dout, check_ndim
+from ..validation import as_float_array, check_axis, check_cache, check_dout, check_ndim
 
 
 class SoftmaxCache(NamedTuple):
@@ -20,47 +20,21 @@ class SoftmaxCache(NamedTuple):
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Numerically stable softmax of a float array along ``axis``; a row of all ``-inf`` gives all zeros.
+    """Numerically stable softmax along ``axis``; a row of all ``-inf`` gives all zeros.
 
-    Subtracting the row maximum keeps ``exp`` in (0, 1], so scores of any
-    magnitude give no overflow. A row whose entries are all ``-inf`` (every
-    key masked) has no maximum to subtract; it is defined as 0 rather than
-    NaN, so that fully masked attention rows give output 0 and gradient 0.
-    The work is :func:`softmax_rows`'s, on a copy with ``axis`` moved last.
+    Subtracting the row maximum ``m`` keeps ``exp`` in (0, 1]. A row whose
+    entries are all ``-inf`` (every key masked) has no maximum to subtract and
+    nothing to normalise: it is defined as 0 rather than NaN, so that fully
+    masked attention rows give output 0 and gradient 0. NaN and ``+inf``
+    spread to their whole row, as in torch.
     """
-    y = x.copy()
-    softmax_rows(np.moveaxis(y, axis, -1))
-    return y
-
-
-# Within these bounds on |x|, exp(x) neither overflows nor underflows (to 0 or a subnormal), and a row
-# of up to 2^40 such terms sums to a finite number: a softmax over them needs no shift by the row maximum.
-EXP_SAFE_BOUND = {np.dtype(np.float32): 60.0, np.dtype(np.float64): 600.0}
-
-
-def softmax_rows(x: np.ndarray, *, shift: bool = True) -> np.ndarray:
-    """Softmax over the last axis, in place in ``x``: the attention's tiles of scores.
-
-    Softmax is unchanged by subtracting any number from a row; the row maximum is
-    the usual choice, because it keeps ``exp`` from overflowing. ``shift=False``
-    skips that pass (a reduction and a subtraction over every entry): the caller
-    vouches that every entry is ``-inf`` or within ``EXP_SAFE_BOUND`` of 0. The
-    row sums come from ``einsum``, about 3x faster than NumPy's ``sum`` over a
-    short last axis. (A matrix-vector product with ones was a little faster, but
-    OpenBLAS's kernel now and then raised the floating-point "invalid" flag on
-    finite tiles: a spurious RuntimeWarning.) Rows of all ``-inf`` give 0, as in
-    :func:`softmax`.
-    """
-    if shift and x.shape[-1]:
-        row_max = x.max(axis=-1, keepdims=True)
-        row_max[np.isneginf(row_max)] = 0.0
-        with np.errstate(over="ignore"):
-            np.subtract(x, row_max, out=x)
-    np.exp(x, out=x)
-    row_sum = np.einsum("...j->...", x)[..., None]
-    inverse = np.divide(1.0, row_sum, out=np.zeros_like(row_sum), where=row_sum > 0)
-    x *= inverse
-    return x
+    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
+    m = np.where(np.isneginf(m), 0.0, m).astype(x.dtype, copy=False)  # an all -inf row: shift by 0
+    # A row holding +inf gives inf - inf = NaN, as in torch; -inf from an overflow becomes exp = 0: no warnings.
+    with np.errstate(over="ignore", invalid="ignore"):
+        e = np.exp(x - m)
+    l = np.sum(e, axis=axis, keepdims=True)
+    return np.divide(e, l, out=np.zeros_like(e), where=l != 0)  # l = 0 only in an all -inf row
 
 
 def softmax_grad(dy: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -12,8 +12,9 @@ Every function takes ``params`` (name -> array) and the block's key ``prefix``
 backward ``dx = dout + df`` (the sum rule of docs/derivations.md's Conventions).
 
 The attention pair is called in one place, :func:`attend`. The engines are chosen once, by
-the module-level imports below (the textbook pairs; ``numpy_attention.kernels`` has the
-same signatures for attention and linear): every product of the model goes through them.
+the module-level imports below: ``numpy_attention.kernels``, as every module of the library
+runs them (``numpy_attention.functional`` has the textbook pairs with the same signatures and
+results); every product of the model goes through them.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .. import functional as F
-from ..functional import attention_backward, attention_forward, linear_backward, linear_forward
 from ..functional.heads import merge_heads, split_heads
+from ..kernels import attention_backward, attention_forward, linear_backward, linear_forward
 
 
 def dropout(x: np.ndarray, p: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:

@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 
 from .. import functional as F
-from .._validation import (
+from ..module import Module, check_float_dtype
+from ..optim import AdamW
+from ..validation import (
     as_generator,
     as_index_array,
     check_bool,
@@ -32,8 +34,6 @@ from .._validation import (
     check_state_dict,
     describe,
 )
-from ..module import Module, check_float_dtype
-from ..optim import AdamW
 from . import blocks
 from .kv_cache import KVCache
 

@@ -21,8 +21,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .._validation import as_mask_array, check_bool
 from ..functional.attention import causal_mask
+from ..validation import as_mask_array, check_bool
 
 
 class MaskShape(NamedTuple):

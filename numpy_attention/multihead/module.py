@@ -20,7 +20,12 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from .. import functional as F
-from .._validation import (
+from .. import kernels
+from ..attention_impls import ATTENTION_IMPLS, DEFAULT_IMPL, WEIGHTS_IMPL
+from ..functional.dropout import dropout_factor
+from ..functional.heads import AppendKeysCache, append_keys_backward, append_keys_forward, merge_heads, split_heads
+from ..module import Module, check_float_dtype
+from ..validation import (
     as_float_array,
     as_generator,
     check_bool,
@@ -30,10 +35,6 @@ from .._validation import (
     check_positive_int,
     check_probability,
 )
-from ..functional.attention import dropout_scale
-from ..functional.heads import AppendKeysCache, append_keys_backward, append_keys_forward, merge_heads, split_heads
-from ..layers import ATTENTION_IMPLS
-from ..module import Module, check_float_dtype
 from . import torch_interop
 from .masks import MaskShape, merge_masks
 
@@ -97,10 +98,11 @@ class MultiHeadAttention(Module):
         1 multi-query attention. ``k_proj`` and ``v_proj`` then output
         ``num_kv_heads * head_dim`` features.
     impl : str
-        A key of ``numpy_attention.layers.ATTENTION_IMPLS``: "naive" or "flash" (tiled,
-        linear memory). It runs when ``need_weights=False``. ``need_weights=True`` needs the
-        L x S weights, so that call runs the naive pair, which returns them, as torch
-        does (its fused kernels only run with ``need_weights=False``).
+        A key of ``numpy_attention.attention_impls.ATTENTION_IMPLS``: "dense" (the kernel,
+        default), "flash" (the tiled kernel, linear memory), "textbook" or "textbook-flash"
+        (the plain pairs). A tiled pair runs when ``need_weights=False``; ``need_weights=True``
+        needs the L x S weights, so that call runs its dense counterpart, which returns them,
+        as torch does (its fused kernels only run with ``need_weights=False``).
     dtype : np.float32 or np.float64
     rng : numpy.random.Generator or int, optional
         Draws the initial parameters, then the dropout masks; kept as ``self.rng``.
@@ -137,7 +139,7 @@ class MultiHeadAttention(Module):
         batch_first: bool = True,
         *,
         num_kv_heads: int | None = None,
-        impl: str = "naive",
+        impl: str = DEFAULT_IMPL,
         dtype: Any = np.float64,
         rng: np.random.Generator | int | None = None,
     ) -> None:
@@ -259,7 +261,7 @@ class MultiHeadAttention(Module):
         key_padding_mask : ndarray (N, S), or (S,) unbatched, optional
             Boolean: True = ignore this key. Float: added to the scores.
         need_weights : bool
-            Return the attention weights (and run the naive pair, see the class notes).
+            Return the attention weights (and run a dense pair, see the class notes).
         attn_mask : ndarray (L, S) or (N * num_heads, L, S), optional
             Boolean: True = not allowed. Float: added. Same kind as ``key_padding_mask``.
         average_attn_weights : bool
@@ -296,21 +298,23 @@ class MultiHeadAttention(Module):
 
         projected, projection_caches = [], []
         for name, x in zip(PROJECTIONS, inputs):
-            out, cache = F.linear_forward(x, self.params[f"{name}.weight"], self.params.get(f"{name}.bias"))
+            out, cache = kernels.linear_forward(x, self.params[f"{name}.weight"], self.params.get(f"{name}.bias"))
             projected.append(out)
             projection_caches.append(cache)
         q, k, v = projected
         k, key_rows = append_keys_forward(k, self.params.get("bias_k"), self.add_zero_attn)
         v, value_rows = append_keys_forward(v, self.params.get("bias_v"), self.add_zero_attn)
 
-        attention_forward, attention_backward = ATTENTION_IMPLS["naive" if need_weights else self.impl]
+        attention_forward, attention_backward = ATTENTION_IMPLS[
+            WEIGHTS_IMPL.get(self.impl, DEFAULT_IMPL) if need_weights else self.impl
+        ]
         dropout_p = self.dropout if self.training else 0.0
         scale = 1.0 / math.sqrt(self.head_dim)  # per head: not 1/sqrt(embed_dim)
         heads, attention_cache = attention_forward(
             split_heads(q, self.num_heads), split_heads(k, self.num_kv_heads), split_heads(v, self.num_kv_heads),
             mask, dropout_p, False, scale, rng=self.rng,
         )
-        out, out_cache = F.linear_forward(merge_heads(heads), self.params["out_proj.weight"],
+        out, out_cache = kernels.linear_forward(merge_heads(heads), self.params["out_proj.weight"],
                                           self.params.get("out_proj.bias"))
         out = layout.to_caller(out)
         self._cache = MultiHeadCache(
@@ -321,11 +325,11 @@ class MultiHeadAttention(Module):
         return out, weights
 
     @staticmethod
-    def _returned_weights(cache: F.AttentionCache, average: bool, layout: Layout) -> np.ndarray:
+    def _returned_weights(cache: Any, average: bool, layout: Layout) -> np.ndarray:
         """The probabilities that multiplied the values (after dropout, as torch), (N, H, L, S')."""
         weights = cache.weights
         if cache.dropout_mask is not None:
-            weights = weights * dropout_scale(cache.dropout_mask, cache.dropout_p, weights.dtype)
+            weights = weights * dropout_factor(cache.dropout_mask, cache.dropout_p, weights.dtype)
         if average:
             weights = weights.mean(axis=1)
         elif weights is cache.weights:
@@ -361,7 +365,7 @@ class MultiHeadAttention(Module):
         """
         cache = self.saved_cache()
         dout = check_dout(dout, cache.out_shape, self.dtype)
-        d_concat, d_out_weight, d_out_bias = F.linear_backward(cache.layout.to_internal(dout), cache.out_proj)
+        d_concat, d_out_weight, d_out_bias = kernels.linear_backward(cache.layout.to_internal(dout), cache.out_proj)
         self.accumulate("out_proj.weight", d_out_weight)
         if d_out_bias is not None:
             self.accumulate("out_proj.bias", d_out_bias)
@@ -375,7 +379,7 @@ class MultiHeadAttention(Module):
 
         d_inputs = []
         for name, d_projected, projection_cache in zip(PROJECTIONS, (merge_heads(dq), dk, dv), cache.projections):
-            dx, d_weight, d_bias = F.linear_backward(d_projected, projection_cache)
+            dx, d_weight, d_bias = kernels.linear_backward(d_projected, projection_cache)
             self.accumulate(f"{name}.weight", d_weight)
             if d_bias is not None:
                 self.accumulate(f"{name}.bias", d_bias)
@@ -385,7 +389,7 @@ class MultiHeadAttention(Module):
         return tuple(d_inputs)
 
     @classmethod
-    def from_torch(cls, torch_module: Any, *, impl: str = "naive", rng: Any = None) -> MultiHeadAttention:
+    def from_torch(cls, torch_module: Any, *, impl: str = DEFAULT_IMPL, rng: Any = None) -> MultiHeadAttention:
         """An equal module (options, parameters, train/eval mode) from a ``torch.nn.MultiheadAttention``."""
         return torch_interop.from_torch(cls, torch_module, impl=impl, rng=rng)
 

@@ -13,20 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import describe
+from ..optional import import_torch
+from ..validation import describe
 
 PROJECTIONS = ("q_proj", "k_proj", "v_proj")
-
-
-def import_torch(feature: str) -> Any:
-    """``torch``, or an ImportError that says how to install it."""
-    try:
-        import torch
-    except ImportError as err:
-        raise ImportError(
-            f"{feature} needs PyTorch, which is not installed: pip install 'numpy_attention[torch]'"
-        ) from err
-    return torch
 
 
 def torch_state(torch_module: Any, *, grads: bool = False) -> dict[str, np.ndarray]:
@@ -54,7 +44,7 @@ def torch_state(torch_module: Any, *, grads: bool = False) -> dict[str, np.ndarr
     return state
 
 
-def from_torch(cls: type, torch_module: Any, *, impl: str = "naive", rng: Any = None) -> Any:
+def from_torch(cls: type, torch_module: Any, *, impl: str = "dense", rng: Any = None) -> Any:
     """A ``cls`` (MultiHeadAttention) with the options, parameters and mode of ``torch_module``."""
     torch = import_torch("MultiHeadAttention.from_torch")
     if not isinstance(torch_module, torch.nn.MultiheadAttention):

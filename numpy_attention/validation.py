@@ -1,4 +1,4 @@
-"""One validation layer for every public entry point.
+"""One validation layer for every public entry point (public: use it in your own layers too).
 
 Every rejection is a ``ValueError`` (bad value, shape or option) or a
 ``TypeError`` (wrong type or dtype) whose message names the argument, what
@@ -291,3 +291,82 @@ def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
     if stretched:
         grad = grad.sum(axis=stretched, keepdims=True)
     return grad
+
+
+# --- positions and the options of today's attention (RoPE, score modifications, masks) -------------
+
+def as_positions(x: Any, name: str, length: int | None = None) -> np.ndarray:
+    """Integer token positions, one per row: a 1-D integer array of ``length`` entries (any length
+    when None), of any sign.
+
+    Positions are labels, not numbers to differentiate: float and bool arrays
+    are rejected rather than rounded. Returned as int64 (a copy only when the
+    dtype differs).
+    """
+    if isinstance(x, (list, tuple, range)):
+        x = np.asarray(x, dtype=np.int64) if len(x) == 0 else np.asarray(x)
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a 1-D NumPy array of integer positions; got {describe(x)}")
+    if x.dtype.kind not in "iu":
+        raise TypeError(f"{name} must have an integer dtype (positions); got dtype {x.dtype}")
+    if length is None and x.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, one position each; got shape {x.shape}")
+    if length is not None and x.shape != (length,):
+        raise ValueError(f"{name} must have shape ({length},), one position each; got shape {x.shape}")
+    if x.dtype.kind == "u" and x.size and x.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"{name} must fit in int64; got {x.max()}")
+    return x.astype(np.int64, copy=False)
+
+
+def check_window(window: Any, name: str = "window") -> tuple[int | None, int | None] | None:
+    """``None`` or a pair ``(left, right)`` of non-negative ints, either of which may be None (unbounded)."""
+    if window is None:
+        return None
+    expected = "None or a pair (left, right) of non-negative ints or None, e.g. (4095, 0)"
+    if not isinstance(window, (tuple, list)) or len(window) != 2:
+        raise TypeError(f"{name} must be {expected}; got {describe(window)}")
+    sides = []
+    for side, value in zip(("left", "right"), window):
+        if value is None:
+            sides.append(None)
+            continue
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name}[{side}] must be a non-negative int or None ({name} is {expected}); "
+                            f"got {describe(value)}")
+        if value < 0:
+            raise ValueError(f"{name}[{side}] must be a non-negative int or None; got {value!r}")
+        sides.append(int(value))
+    return sides[0], sides[1]
+
+
+def check_softcap(softcap: Any, name: str = "softcap") -> float | None:
+    """``None`` or a positive finite real: the cap c of ``c * tanh(s / c)``."""
+    cap = check_real(softcap, name, allow_none=True)
+    if cap is not None and cap <= 0:
+        raise ValueError(f"{name} must be a positive real number (the cap c of c * tanh(s / c)); got {softcap!r}")
+    return cap
+
+
+def as_head_vector(x: Any, name: str, num_heads: int, dtype: np.dtype, *, cast: bool = False) -> np.ndarray:
+    """A finite 1-D float array of ``num_heads`` entries (one per query head) in ``dtype``.
+
+    ``cast=True`` converts a constant (ALiBi's slopes) to ``dtype``; without it a
+    learnable input (the sinks) must already have it, as torch refuses mixed dtypes.
+    """
+    x = as_float_array(x, name)
+    if x.shape != (num_heads,):
+        raise ValueError(f"{name} must have shape ({num_heads},), one value per query head; got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{name} must be finite; got {x}")
+    if cast:
+        return x.astype(dtype, copy=False)
+    if x.dtype != np.dtype(dtype):
+        raise TypeError(f"{name} must have the scores' dtype {np.dtype(dtype)}; got dtype {x.dtype}")
+    return x
+
+
+def check_query_offset(value: Any, name: str = "query_offset") -> int:
+    """An int (any sign): query i sits at key position i + query_offset."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int (query i sits at key position i + {name}); got {describe(value)}")
+    return int(value)

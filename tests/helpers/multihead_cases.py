@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from conftest import rel_error
 
+from helpers.numerics import rel_error
 from numpy_attention import MultiHeadAttention
 
 

@@ -92,3 +92,64 @@ CASES = [
     Case("gqa-causal-dropout", (2, 4, 4, 3), (2, 2, 4, 3), (2, 2, 4, 5), is_causal=True, dropout_p=0.25),
     Case("gqa-mask-dropout-scale", (1, 4, 3, 4), (1, 2, 5, 4), (1, 2, 5, 3), mask="float", dropout_p=0.2, scale=0.3),
 ]
+
+
+MASK_KINDS = [None, "bool", "float", "bool-padding", "bool-empty-row", "float-empty-row", "causal"]
+
+
+def random_cases(count: int, seed: int) -> list[tuple[Case, int]]:
+    """Seeded random shapes and options, each with a block size that may or may not divide L and S."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for i in range(count):
+        num_kv_heads, group = int(rng.integers(1, 3)), int(rng.integers(1, 4))
+        num_queries, num_keys = (int(n) for n in rng.integers(2, 24, size=2))
+        if rng.random() < 0.3:
+            num_keys = num_queries
+        embed, value_embed = (int(n) for n in rng.integers(1, 7, size=2))
+        batch = [(), (2,), (2, 3)][i % 3]
+        # Broadcast batch dimensions: k and v sometimes share a batch of 1 with q's full one.
+        kv_batch = tuple(1 if rng.random() < 0.4 else n for n in batch)
+        kind = MASK_KINDS[int(rng.integers(len(MASK_KINDS)))]
+        full = (*batch, num_kv_heads * group, num_queries, num_keys)
+        mask_shape = {"bool-padding": (full[0], 1, 1, num_keys) if len(batch) == 1 else None,
+                      "float": (num_queries, num_keys) if rng.random() < 0.5 else None}.get(kind)
+        if kind == "bool-padding" and len(batch) != 1:  # a (B, 1, 1, T) padding mask needs one batch axis
+            kind = "bool"
+        case = Case(
+            f"random-{i}",
+            (*batch, num_kv_heads * group, num_queries, embed),
+            (*kv_batch, num_kv_heads, num_keys, embed),
+            (*kv_batch, num_kv_heads, num_keys, value_embed),
+            mask=None if kind == "causal" else kind,
+            mask_shape=mask_shape,
+            is_causal=kind == "causal",
+            dropout_p=float(rng.choice([0.0, 0.0, 0.3])),
+            scale=None if rng.random() < 0.7 else float(rng.uniform(0.1, 2.0)),
+        )
+        cases.append((case, int(rng.choice([1, 2, 3, 4, 5, 7, 8, 16, 64]))))
+    return cases
+
+
+# Malformed attention calls: (part of the message, error type, make(zeros) -> (args, kwargs)).
+BAD_CALLS = [
+    ("q, k, v must have the same number", ValueError, lambda z: ((z(2, 3, 4), z(3, 4), z(3, 4)), {})),
+    ("embedding size E", ValueError, lambda z: ((z(2, 3, 4), z(2, 5, 3), z(2, 5, 4)), {})),
+    ("number of keys", ValueError, lambda z: ((z(2, 3, 4), z(2, 5, 4), z(2, 6, 4)), {})),
+    ("multiple of", ValueError, lambda z: ((z(3, 3, 4), z(2, 5, 4), z(2, 5, 4)), {})),
+    ("same number of heads", ValueError, lambda z: ((z(2, 3, 4), z(2, 5, 4), z(1, 5, 4)), {})),
+    ("do not broadcast", ValueError, lambda z: ((z(2, 1, 3, 4), z(3, 1, 5, 4), z(3, 1, 5, 4)), {})),
+    ("attn_mask of shape", ValueError, lambda z: ((z(2, 3, 4),) * 3, {"attn_mask": np.ones((4, 3), bool)})),
+    ("attn_mask must have dtype", TypeError, lambda z: ((z(2, 3, 4),) * 3, {"attn_mask": np.ones((3, 3), int)})),
+    ("cannot be combined", ValueError,
+     lambda z: ((z(2, 3, 4),) * 3, {"attn_mask": np.ones((3, 3), bool), "is_causal": True})),
+    ("dropout_p", ValueError, lambda z: ((z(2, 3, 4),) * 3, {"dropout_p": 1.0})),
+    ("dropout_p", ValueError, lambda z: ((z(2, 3, 4),) * 3, {"dropout_p": -0.1})),
+    ("dropout_p", ValueError, lambda z: ((z(2, 3, 4),) * 3, {"dropout_p": float("nan")})),
+    ("is_causal", TypeError, lambda z: ((z(2, 3, 4),) * 3, {"is_causal": "yes"})),
+    ("q must have dtype", TypeError, lambda z: ((z(3, 4) > 0, z(3, 4), z(3, 4)), {})),
+    ("k must have dtype", TypeError, lambda z: ((z(3, 4), z(3, 4).astype(complex), z(3, 4)), {})),
+    ("v must have dtype", TypeError, lambda z: ((z(3, 4), z(3, 4), z(3, 4).astype(object)), {})),
+    ("must share one dtype", TypeError, lambda z: ((z(3, 4), z(3, 4).astype(np.float32), z(3, 4)), {})),
+    ("rng", TypeError, lambda z: ((z(3, 4),) * 3, {"dropout_p": 0.1, "rng": "seed"})),
+]

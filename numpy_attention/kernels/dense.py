@@ -1,0 +1,314 @@
+"""The dense attention kernel: the textbook pair's function, scheduled for speed; it stores P.
+
+``attention_forward`` / ``attention_backward`` here take the arguments and give the
+results of :mod:`numpy_attention.functional.attention` (to 1e-12 relative in
+float64, tests/test_kernels.py), computing them tile by tile on the cores:
+Q is scaled instead of the scores, each tile of query rows stays in a core's
+cache from Q K^T through the softmax to the product with V, causal tiles stop at
+their last query's key, k/v heads run on the cores with a one-thread BLAS, the
+softmax skips its shift when Cauchy-Schwarz bounds the scores, and the weights'
+memory is recycled. docs/performance.md tells each step and what it bought.
+Per tile, with S the scores, P the weights, Z the dropout factor::
+
+    S = (c Q) K^T + M        P = softmax(S)        O = (P * Z) V
+
+See docs/derivations.md, section "Scaled dot-product attention".
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from .._args import check_attention_args
+from ..functional.dropout import draw_keep_mask, dropout_factor
+from ..validation import check_cache, check_dout, unbroadcast
+from . import buffers
+from .schedule import attention_chunks, for_each_chunk, query_tiles
+from .softmax import EXP_SAFE_BOUND, softmax_rows
+
+
+class AttentionCache(NamedTuple):
+    """What the attention backward needs.
+
+    ``weights`` are the probabilities before dropout, shape (..., Hq, L, S);
+    ``dropout_mask`` is the boolean keep-mask of the same shape, or None.
+    """
+
+    q: np.ndarray
+    k: np.ndarray
+    v: np.ndarray
+    weights: np.ndarray
+    dropout_mask: np.ndarray | None
+    dropout_p: float
+    scale: float
+    out: np.ndarray  # the forward output: the softmax backward's rowsum(dP * P) is rowsum(dO * O)
+    # (..., Hkv) bool: this k/v head's causal tiles stopped at their last query's key (see
+    # query_tiles), as the backward's do; False where the head's inputs were not finite.
+    causal_heads: np.ndarray
+
+
+# Grouped-query attention: query head h uses k/v head h // G, where G = Hq / Hkv
+# (torch's repeat_interleave). The pair below views the query heads as (..., Hkv, G, L, X)
+# (by_group) against k/v heads with an axis of 1 there, and sums dK, dV over G. The tiled
+# implementation reshapes (..., Hq, L, X) to (..., Hkv, G*L, X) instead: the G query
+# heads of a group become extra rows of one k/v head, so a single batched matmul serves
+# the whole group and dK, dV sum over the group for free.
+
+
+def split_groups(x: np.ndarray, num_kv_heads: int) -> np.ndarray:
+    """(..., Hq, L, X) -> (..., Hkv, G*L, X): each group's query heads as extra rows."""
+    *batch, num_heads, rows, cols = x.shape
+    if num_heads == num_kv_heads:  # no grouping (also covers 0 heads, an empty batch of 3-D input)
+        return x
+    return x.reshape(*batch, num_kv_heads, (num_heads // num_kv_heads) * rows, cols)
+
+
+def merge_groups(x: np.ndarray, num_heads: int) -> np.ndarray:
+    """(..., Hkv, G*L, X) -> (..., Hq, L, X), the inverse of :func:`split_groups`."""
+    *batch, num_kv_heads, group_rows, cols = x.shape
+    if num_heads == num_kv_heads:
+        return x
+    return x.reshape(*batch, num_heads, group_rows * num_kv_heads // num_heads, cols)
+
+
+def with_head_axis(x: np.ndarray) -> np.ndarray:
+    """Unbatched (L, E) input is one head: view it as (1, L, E)."""
+    return x[None] if x.ndim == 2 else x
+
+
+
+
+
+
+
+
+def causal_mask(num_queries: int, num_keys: int, offset: int = 0) -> np.ndarray:
+    """Top-left causal mask (L, S): query i may attend to keys j <= i + offset, as torch's ``is_causal``.
+
+    ``offset`` is the first query's position minus the first key's, for a tile of a larger mask.
+    """
+    return np.tri(num_queries, num_keys, offset, dtype=bool)
+
+
+def apply_mask(scores: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """Boolean mask: False -> -inf (True may attend). Float mask: added to the scores."""
+    if mask is None:
+        return scores
+    if mask.dtype == np.bool_:
+        # Added, not substituted, as torch does: a NaN score stays NaN even where it is masked.
+        mask = np.where(mask, 0.0, -np.inf).astype(scores.dtype, copy=False)
+    return scores + mask
+
+
+
+
+
+
+def all_finite(*arrays: np.ndarray) -> bool:
+    """No NaN or inf in any of ``arrays``: one sum each, since NaN and inf survive a sum.
+
+    A finite sum that overflows answers False, which only costs the skipped work.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        return all(math.isfinite(np.sum(array)) for array in arrays)
+
+
+def additive_mask(attn_mask: np.ndarray | None, dtype: np.dtype) -> np.ndarray | None:
+    """The mask as numbers added to the scores: a boolean False becomes -inf, True 0.
+
+    Adding -inf (rather than substituting it) keeps a NaN score NaN, as torch does.
+    """
+    if attn_mask is None or attn_mask.dtype != np.bool_:
+        return attn_mask
+    return np.where(attn_mask, 0.0, -np.inf).astype(dtype)
+
+
+def scores_bound(q_scaled: np.ndarray, k: np.ndarray) -> float:
+    """An upper bound on every ``|scale * q_i . k_j|``: ``max_i |scale q_i| * max_j |k_j|`` (Cauchy-Schwarz).
+
+    NaN or inf when an input is not finite (or its norm overflows).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        squared = [np.einsum("...e,...e->...", x, x).max(initial=0.0) for x in (q_scaled, k)]
+        return math.sqrt(squared[0] * squared[1])
+
+
+def attention_forward(
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    attn_mask: np.ndarray | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    *,
+    rng: np.random.Generator | None = None,
+) -> tuple[np.ndarray, AttentionCache]:
+    """Scaled dot-product attention: the textbook ``attention_forward``'s arguments and results, faster.
+
+    q (..., Hq, L, E), k (..., Hkv, T, E), v (..., Hkv, T, Ev); see
+    :func:`numpy_attention.functional.attention_forward` for every option. Per
+    tile of query rows: ``S = (c Q) K^T + M``, ``P = softmax(S)``, ``O = (P * Z) V``.
+    """
+    q, k, v, attn_mask, dropout_p, is_causal, scale = check_attention_args(
+        q, k, v, attn_mask, dropout_p, is_causal, scale
+    )
+    q4, k4, v4 = with_head_axis(q), with_head_axis(k), with_head_axis(v)
+    batch = np.broadcast_shapes(q4.shape[:-3], k4.shape[:-3], v4.shape[:-3])
+    num_heads, num_kv_heads, num_queries, num_keys = q4.shape[-3], k4.shape[-3], q4.shape[-2], k4.shape[-2]
+    weights = buffers.empty((*batch, num_heads, num_queries, num_keys), q.dtype)
+    # The output takes q's memory order (NumPy keeps it when the number of dimensions is unchanged):
+    # multi-head attention's heads are views of (N, L, H, D) memory, and an output laid out the
+    # same way merges back into (N, L, H * D) without a copy. The gradients take their inputs' order.
+    out = np.empty_like(q4, shape=(*batch, num_heads, num_queries, v4.shape[-1]))
+    saved_out = np.empty_like(out)  # the cache's copy: a caller may modify the returned output in place
+    dropout_mask = draw_keep_mask(weights.shape if q.ndim > 2 else weights.shape[1:], dropout_p, rng)
+    # Masks of 0 and -inf only (none, boolean, causal) keep every score within the bound of
+    # scores_bound; a float mask may move them anywhere.
+    zero_or_blocking_mask = attn_mask is None or attn_mask.dtype == np.bool_
+    mask = additive_mask(attn_mask, q.dtype)
+    # Views (no copies) with each k/v head's G query heads on an axis of their own,
+    # (..., Hkv, G, L, X), and the k/v heads with an axis of 1 that broadcasts against it.
+    q5 = by_group(np.broadcast_to(q4, (*batch, *q4.shape[-3:])), num_kv_heads)
+    k5, v5 = (np.broadcast_to(x, (*batch, *x.shape[-3:]))[..., None, :, :] for x in (k4, v4))
+    weights5, out5, saved5 = (by_group(x, num_kv_heads) for x in (weights, out, saved_out))
+    mask5 = None if mask is None else by_group(np.broadcast_to(mask, weights.shape), num_kv_heads)
+    keep5 = None if dropout_mask is None else by_group(with_head_axis(dropout_mask), num_kv_heads)
+    causal_heads = np.zeros((*batch, num_kv_heads), dtype=bool)
+    chunks = attention_chunks(
+        batch, weights5.shape[-4:-2], query_tiles(num_queries, num_keys, q.itemsize, is_causal), num_keys, q.itemsize
+    )
+
+    def attend(heads: tuple) -> None:
+        # Scaling Q (L x E) instead of the scores (L x S) is the same product, cheaper.
+        q_heads, k_heads, v_heads = q5[heads] * scale, k5[heads], v5[heads]
+        bound = scores_bound(q_heads, k_heads)
+        # Skipping the masked keys changes nothing for finite inputs; a NaN or inf there reaches every
+        # query of its head in torch (which adds the mask to the scores), so such heads compute all keys.
+        causal = is_causal and math.isfinite(bound) and all_finite(v_heads)
+        causal_heads[heads] = causal
+        if is_causal:  # the whole (L, S) mask serves only heads that compute every key
+            heads_mask = None if causal else additive_mask(causal_mask(num_queries, num_keys), q.dtype)
+        else:
+            heads_mask = None if mask5 is None else mask5[heads]
+        # Within the bound exp stays in range: the softmax skips its shift by the row maximum.
+        shift = not (zero_or_blocking_mask and bound <= EXP_SAFE_BOUND[q.dtype])
+        # K^T stored as such (E, S): BLAS multiplies a short tile of rows by it much faster
+        # than by a transposed view of K (1.3x for 64 rows, 1.8x for 32: the causal tiles).
+        k_t = np.ascontiguousarray(k_heads.swapaxes(-1, -2))
+        weights_heads, out_heads = weights5[heads], out5[heads]
+        for rows, keys in query_tiles(num_queries, num_keys, q.itemsize, causal):
+            # scores = scale * Q K^T + mask, written straight into the weights buffer, where
+            # the softmax then runs in place. NumPy runs element-wise ops on a strided array
+            # row by row, so a tile that is not contiguous (part of a head) is built apart.
+            tile = weights_heads[..., rows, keys]
+            contiguous = tile.flags.c_contiguous
+            scores = np.matmul(q_heads[..., rows, :], k_t[..., keys], out=tile if contiguous else None)
+            if causal:
+                # Keys left of the tile's first query are visible to all its rows; past it, a row
+                # sees the keys up to its own query. The inputs are finite: -inf may overwrite.
+                diagonal = scores[..., rows.start :]
+                np.copyto(diagonal, -np.inf, where=~causal_mask(*diagonal.shape[-2:]))
+            elif heads_mask is not None:
+                scores += heads_mask[..., rows, keys]
+            probs = softmax_rows(scores, shift=shift)
+            if not contiguous:
+                tile[...] = probs
+            if keys.stop < num_keys:  # a causal tile: the keys after its last query get weight 0
+                weights_heads[..., rows, keys.stop :] = 0.0
+            if keep5 is not None:
+                probs = probs * dropout_factor(keep5[heads][..., rows, keys], dropout_p, q.dtype)
+            np.matmul(probs, v_heads[..., keys, :], out=out_heads[..., rows, :])
+        saved5[heads] = out_heads
+
+    for_each_chunk(attend, chunks, weights.size)
+    if q.ndim == 2:
+        weights, out, saved_out = weights[0], out[0], saved_out[0]
+    return out, AttentionCache(q, k, v, weights, dropout_mask, dropout_p, scale, saved_out, causal_heads)
+
+
+def by_group(x: np.ndarray, num_kv_heads: int) -> np.ndarray:
+    """(..., Hq, L, X) -> (..., Hkv, G, L, X): query head j G + g at [..., j, g] (a view)."""
+    *batch, num_heads, rows, cols = x.shape
+    return x.reshape(*batch, num_kv_heads, num_heads // max(1, num_kv_heads), rows, cols)
+
+
+def attention_output_shape(cache: AttentionCache) -> tuple:
+    """The forward output's shape: the batch of ``weights @ v``, then (Hq, L, Ev)."""
+    return cache.out.shape
+
+
+def attention_backward(
+    dout: np.ndarray, cache: AttentionCache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of scaled dot-product attention with respect to q, k and v.
+
+    Per head, with P the weights, M the dropout keep-mask, D = P * M / (1 - p)
+    and O = D V the forward output::
+
+        dV = D^T dO                                  (S, Ev)
+        dD = dO V^T                                  (L, S)
+        dP = dD * M / (1 - p)                        (L, S)
+        dS = P * (dP - rowsum(dP * P))               (L, S)   softmax backward
+           = P * (dP - rowsum(dO * O))                        the same sum, over Ev instead of S
+        dQ = scale * dS K                            (L, E)
+        dK = scale * dS^T Q                          (S, E)
+
+    ``rowsum(dP * P) = sum_j dD_ij D_ij = sum_e dO_ie O_ie``: summing over the
+    output's Ev columns saves a full pass over the (L, S) matrices.
+    Masked entries have P = 0, so they get dS = 0: no gradient leaks to a
+    blocked key, and a fully masked row gives zero gradient. With grouped
+    heads, dK and dV sum over the query heads of each group; with broadcast
+    batch dimensions, gradients sum over the broadcast axes.
+
+    See docs/derivations.md, section "Scaled dot-product attention".
+    """
+    check_cache(cache, AttentionCache, "attention_forward")
+    q, k, v, weights, dropout_mask, dropout_p, scale, out, causal_heads = cache
+    dout = check_dout(dout, attention_output_shape(cache), q.dtype)
+    q4, k4, v4 = with_head_axis(q), with_head_axis(k), with_head_axis(v)
+    weights4, out4, dout4 = with_head_axis(weights), with_head_axis(out), with_head_axis(dout)
+    batch, num_kv_heads, num_queries, num_keys = weights4.shape[:-3], k4.shape[-3], q4.shape[-2], k4.shape[-2]
+    q5 = by_group(np.broadcast_to(q4, (*batch, *q4.shape[-3:])), num_kv_heads)
+    k5, v5 = (np.broadcast_to(x, (*batch, *x.shape[-3:]))[..., None, :, :] for x in (k4, v4))
+    weights5, out5, dout5 = (by_group(x, num_kv_heads) for x in (weights4, out4, dout4))
+    keep5 = None if dropout_mask is None else by_group(with_head_axis(dropout_mask), num_kv_heads)
+    dq = np.empty_like(q4, shape=(*batch, *q4.shape[-3:]))  # in the inputs' memory order, as the forward's output
+    dk, dv = np.zeros_like(k4, shape=(*batch, *k4.shape[-3:])), np.zeros_like(v4, shape=(*batch, *v4.shape[-3:]))
+    dq5 = by_group(dq, num_kv_heads)
+    chunks = attention_chunks(
+        batch, weights5.shape[-4:-2], query_tiles(num_queries, num_keys, q.itemsize, bool(causal_heads.any())),
+        num_keys, q.itemsize,
+    )
+
+    def attend_backward(heads: tuple) -> None:
+        q_heads, k_heads, dout_heads = q5[heads], k5[heads], dout5[heads]
+        # V^T stored as such, for the product dO V^T (see K^T in the forward).
+        v_t = np.ascontiguousarray(v5[heads].swapaxes(-1, -2))
+        # rowsum(dP * P) of the softmax backward, as rowsum(dO * O): (hk, G, L, 1).
+        out_dot = np.einsum("...e,...e->...", dout_heads, out5[heads])[..., None]
+        for rows, keys in query_tiles(num_queries, num_keys, q.itemsize, bool(causal_heads[heads].all())):
+            probs, dout_rows = weights5[heads][..., rows, keys], dout_heads[..., rows, :]
+            keep_scale = None if keep5 is None else dropout_factor(keep5[heads][..., rows, keys], dropout_p, q.dtype)
+            dropped = probs if keep_scale is None else probs * keep_scale
+            # A k/v head's dK and dV sum over its G query heads (axis 1 of a tile) and over the tiles.
+            dv[heads][..., keys, :] += (dropped.swapaxes(-1, -2) @ dout_rows).sum(axis=1)
+            d_probs = dout_rows @ v_t[..., keys]
+            if keep_scale is not None:
+                d_probs *= keep_scale
+            # dS = P * (dP - rowsum(dO * O)), in place in the dP buffer.
+            d_scores = np.multiply(probs, np.subtract(d_probs, out_dot[..., rows, :], out=d_probs), out=d_probs)
+            np.matmul(d_scores, k_heads[..., keys, :], out=dq5[heads][..., rows, :])
+            dk[heads][..., keys, :] += (d_scores.swapaxes(-1, -2) @ q_heads[..., rows, :]).sum(axis=1)
+        # The scale of dQ = scale * dS K and dK = scale * dS^T Q, applied once to the (.., E) results.
+        dq5[heads] *= scale
+        dk[heads] *= scale
+
+    for_each_chunk(attend_backward, chunks, weights4.size)
+
+    if q.ndim == 2:
+        dq, dk, dv = dq[0], dk[0], dv[0]
+    return unbroadcast(dq, q.shape), unbroadcast(dk, k.shape), unbroadcast(dv, v.shape)

@@ -1,0 +1,149 @@
+"""Every kernel equals its textbook pair: outputs, weights and gradients, to 1e-12 relative in float64.
+
+The textbook pairs in ``numpy_attention.functional`` are the spec; the kernels in
+``numpy_attention.kernels`` schedule the same function for speed. Both draw their
+dropout masks the same way from the same generator, so they are compared with
+dropout too. The grid is the shared case grid and seeded random shapes, with block
+sizes from 1 up, sizes that span several tiles and chunks of heads on the cores,
+and scores large enough to need the softmax's shift.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import pytest
+from helpers.attention_cases import CASES, Case, random_cases
+from helpers.numerics import random_like, rel_error
+
+from gradcheck import numerical_gradients
+from numpy_attention import functional, kernels
+from numpy_attention.kernels import schedule
+
+TOLERANCE = 1e-12
+GRID = [(case, None) for case in CASES] + random_cases(30, seed=77)
+GRID_IDS = [f"{case.name}-b{block}" for case, block in GRID]
+# Cases larger than one tile of the dense kernel (256 rows; causal tiles of 64) and than its
+# threshold for running chunks of heads on the cores.
+LARGE = [
+    Case("large", (2, 4, 300, 16), (2, 2, 260, 16), (2, 2, 260, 8)),
+    Case("large-causal", (2, 4, 300, 16), (2, 2, 300, 16), (2, 2, 300, 8), is_causal=True),
+    Case("large-causal-L<T", (1, 4, 200, 16), (1, 4, 330, 16), (1, 4, 330, 8), is_causal=True, dropout_p=0.2),
+    Case("large-mask-dropout", (2, 4, 270, 8), (2, 4, 290, 8), (2, 4, 290, 8), mask="bool", dropout_p=0.3),
+    Case("large-float-mask", (1, 8, 257, 8), (1, 8, 263, 8), (1, 8, 263, 4), mask="float", mask_shape=(257, 263)),
+]
+
+
+def run(pair: tuple, case: Case, magnitude: float = 1.0, seed: int = 5, **extra) -> list[np.ndarray]:
+    """[out, dq, dk, dv] (and the weights when the cache has them) of ``pair`` on the case's inputs."""
+    forward, backward = pair
+    q, k, v, options = case.build(seed=seed)
+    q, k = q * magnitude, k * magnitude
+    out, cache = forward(q, k, v, **options, rng=np.random.default_rng(seed + 1), **extra)
+    dout = random_like(np.random.default_rng(seed + 2), out.shape)
+    results = [out, *backward(dout, cache)]
+    return results + ([cache.weights] if hasattr(cache, "weights") else [])
+
+
+def assert_equal_results(got: list[np.ndarray], expected: list[np.ndarray], tolerance: float = TOLERANCE) -> None:
+    assert len(got) == len(expected)
+    for name, a, b in zip(("out", "dq", "dk", "dv", "weights"), got, expected):
+        assert a.shape == b.shape and a.dtype == b.dtype, name
+        assert rel_error(a, b) < tolerance, name
+
+
+DENSE = (kernels.attention_forward, kernels.attention_backward)
+TEXTBOOK = (functional.attention_forward, functional.attention_backward)
+FLASH = (kernels.flash_attention_forward, kernels.flash_attention_backward)
+TEXTBOOK_FLASH = (functional.flash_attention_forward, functional.flash_attention_backward)
+
+
+@pytest.mark.parametrize("case, _", GRID, ids=GRID_IDS)
+def test_dense_kernel_equals_the_textbook_pair(case, _):
+    assert_equal_results(run(DENSE, case), run(TEXTBOOK, case))
+
+
+@pytest.mark.parametrize("case", LARGE, ids=lambda c: c.name)
+@pytest.mark.parametrize("magnitude", [1.0, 40.0])  # standard scores, and scores far past the bounded softmax
+def test_dense_kernel_equals_the_textbook_pair_across_tiles_and_cores(case, magnitude, monkeypatch):
+    monkeypatch.setattr(schedule, "one_thread_blas", lambda: (2, contextlib.nullcontext()))  # threads, always
+    assert_equal_results(run(DENSE, case, magnitude), run(TEXTBOOK, case, magnitude))
+
+
+@pytest.mark.parametrize("case, block", GRID, ids=GRID_IDS)
+def test_flash_kernel_equals_the_textbook_flash_pair(case, block):
+    # Different tiles on the two sides: the result must not depend on them.
+    kernel_block = block if block is not None else 1
+    assert_equal_results(run(FLASH, case, block_size=kernel_block), run(TEXTBOOK_FLASH, case, block_size=(3, 2)))
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, (1, 4), (5, 2), (16, 8), None], ids=str)
+@pytest.mark.parametrize("case", [c for c in CASES if c.dropout_p == 0] + LARGE[:2], ids=lambda c: c.name)
+def test_both_tiled_pairs_equal_the_textbook_dense_pair(case, block):
+    if block in (1, 2, 3) and case in LARGE:
+        pytest.skip("the large cases run with larger tiles only (one Python step per tile)")
+    expected = run(TEXTBOOK, case)[:4]
+    assert_equal_results(run(TEXTBOOK_FLASH, case, block_size=block), expected)
+    assert_equal_results(run(FLASH, case, block_size=block), expected)
+
+
+@pytest.mark.parametrize("case", LARGE, ids=lambda c: c.name)
+@pytest.mark.parametrize("magnitude", [1.0, 40.0])
+def test_flash_kernel_equals_the_textbook_flash_pair_across_tiles_and_cores(case, magnitude, monkeypatch):
+    monkeypatch.setattr(schedule, "PARALLEL_MIN_SCORES", 0)
+    monkeypatch.setattr(schedule, "one_thread_blas", lambda: (2, contextlib.nullcontext()))
+    got = run(FLASH, case, magnitude, block_size=(64, 32))
+    assert_equal_results(got, run(TEXTBOOK_FLASH, case, magnitude, block_size=(100, 48)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_kernels_take_the_textbook_dtype_and_agree_in_float32(dtype):
+    case = LARGE[1]
+    cast = Case(case.name, case.q, case.k, case.v, is_causal=True)
+    results = {}
+    for name, pair, extra in (("dense", DENSE, {}), ("textbook", TEXTBOOK, {}), ("flash", FLASH, {"block_size": 64}),
+                              ("textbook-flash", TEXTBOOK_FLASH, {"block_size": 64})):
+        forward, backward = pair
+        q, k, v, options = cast.build(seed=3)
+        q, k, v = (x.astype(dtype) for x in (q, k, v))
+        out, cache = forward(q, k, v, **options, **extra)
+        results[name] = [out, *backward(random_like(np.random.default_rng(4), out.shape, dtype), cache)]
+        assert all(x.dtype == dtype for x in results[name]), name
+    tolerance = TOLERANCE if dtype == np.float64 else 1e-5
+    for name in ("dense", "flash", "textbook-flash"):
+        assert_equal_results(results[name], results["textbook"], tolerance)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.name in ("gqa", "causal-L>S", "fully-masked-row",
+                                                                   "broadcast-batch", "unbatched", "dropout")],
+                         ids=lambda c: c.name)
+def test_the_textbook_flash_pair_matches_finite_differences(case):
+    q, k, v, options = case.build(seed=1)
+
+    def forward(q, k, v):
+        return functional.flash_attention_forward(q, k, v, **options, rng=np.random.default_rng(8), block_size=2)
+
+    out, cache = forward(q, k, v)
+    dout = random_like(np.random.default_rng(2), out.shape)
+    expected = numerical_gradients(lambda q, k, v: forward(q, k, v)[0], [q, k, v], dout)
+    for name, grad, reference in zip("qkv", functional.flash_attention_backward(dout, cache), expected):
+        assert rel_error(grad, reference) < 1e-7, name
+
+
+@pytest.mark.parametrize("shape, out_features", [((3, 4), 5), ((2, 3, 7), 6), ((512, 256), 64), ((4, 1024, 64), 128)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_kernel_equals_the_textbook_pair(shape, out_features, bias, monkeypatch):
+    monkeypatch.setattr(schedule, "one_thread_blas", lambda: (2, contextlib.nullcontext()))  # split the big products
+    rng = np.random.default_rng(9)
+    x, weight = rng.standard_normal(shape), rng.standard_normal((out_features, shape[-1]))
+    b = rng.standard_normal(out_features) if bias else None
+    dout = rng.standard_normal((*shape[:-1], out_features))
+    results = []
+    for forward, backward in ((kernels.linear_forward, kernels.linear_backward),
+                              (functional.linear_forward, functional.linear_backward)):
+        out, cache = forward(x, weight, b)
+        results.append([out, *(g for g in backward(dout, cache) if g is not None)])
+    assert len(results[0]) == len(results[1]) == (4 if bias else 3)
+    for a, e in zip(*results):
+        assert rel_error(a, e) < TOLERANCE
