@@ -494,3 +494,27 @@ ENTRIES += [
     Entry("GPT/tiny", gpt_target),
     Entry("GPT/tiny-no-bias", lambda dt: gpt_target(dt, bias=False)),
 ]
+
+
+def swiglu_target(dtype: np.dtype) -> Target:
+    gate, up = normal(dtype, (3, 6), (3, 6), seed=23)
+    gate = (3 * gate).astype(dtype)
+    return Target((gate, up), F.swiglu_forward, F.swiglu_backward,
+                  torch_forward=lambda g, u: _torch_functional().silu(g) * u)
+
+
+def llama_target(dtype: np.dtype) -> Target:
+    """The Llama configuration of the tiny GPT: RMSNorm, RoPE, SwiGLU, two query heads per k/v head, no biases."""
+    from numpy_attention.models import GPT
+
+    module = GPT(vocab_size=5, block_size=4, n_layer=2, n_head=2, n_embd=8, bias=False, n_kv_head=1, norm="rms",
+                 position="rope", mlp="swiglu", dtype=dtype, rng=np.random.default_rng(24))
+    for i, value in enumerate(module.params.values()):
+        value += (0.5 * normal(dtype, value.shape, seed=25 + i)[0]).astype(dtype)
+    return Target((np.random.default_rng(26).integers(0, 5, (2, 4)),), module=module, fast=True)
+
+
+ENTRIES += [
+    Entry("swiglu/gate-up", swiglu_target),
+    Entry("GPT/tiny-llama", llama_target),
+]

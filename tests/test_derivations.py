@@ -54,6 +54,7 @@ REQUIRED_SECTIONS = [
     "GELU",
     "AdamW and gradient clipping",
     "GPT: residual blocks and the tied head",
+    "SwiGLU",
 ]
 # Prefixes under which a dotted name is somebody else's: NumPy, torch, the standard library.
 FOREIGN_PREFIXES = {"np", "numpy", "torch", "math", "matplotlib", "plt", "self"}

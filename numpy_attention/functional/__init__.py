@@ -34,6 +34,7 @@ from .score_mods import (
     softmax_with_sink_forward,
 )
 from .softmax import SoftmaxCache, softmax_backward, softmax_forward
+from .swiglu import SwiGLUCache, swiglu_backward, swiglu_forward
 
 __all__ = [
     "AttentionCache",
@@ -48,6 +49,7 @@ __all__ = [
     "ScoreModCache",
     "SoftmaxCache",
     "SoftmaxWithSinkCache",
+    "SwiGLUCache",
     "attention_backward",
     "attention_forward",
     "cross_entropy_backward",
@@ -75,4 +77,6 @@ __all__ = [
     "softmax_forward",
     "softmax_with_sink_backward",
     "softmax_with_sink_forward",
+    "swiglu_backward",
+    "swiglu_forward",
 ]

@@ -28,6 +28,7 @@ from ..validation import (
     as_generator,
     as_index_array,
     check_bool,
+    check_choice,
     check_positive_int,
     check_probability,
     check_real,
@@ -38,6 +39,7 @@ from . import blocks
 from .kv_cache import KVCache
 
 WTE, WPE, LM_HEAD = "transformer.wte.weight", "transformer.wpe.weight", "lm_head.weight"
+NORMS, MLPS = ("layer", "rms"), ("gelu", "swiglu")
 
 
 class GPT(Module):
@@ -46,6 +48,12 @@ class GPT(Module):
     Initialised as nanoGPT: every Linear and Embedding weight N(0, 0.02), the two
     ``c_proj`` weights of each block N(0, 0.02 / sqrt(2 n_layer)), biases 0,
     LayerNorm weights 1. ``bias=False`` drops every Linear and LayerNorm bias.
+
+    The Llama family's configuration, by keyword: ``norm="rms"`` (RMSNorm, weight only),
+    ``position="rope"`` (RoPE on queries and keys, no ``wpe``), ``mlp="swiglu"``
+    (``c_proj(silu(c_gate(h)) * c_fc(h))``, hidden width 4E), ``n_kv_head`` < ``n_head``
+    (grouped-query attention; ``c_attn`` maps E to (n_head + 2 n_kv_head) head_dim), with
+    ``bias=False``; each option also works alone.
     """
 
     def __init__(
@@ -58,6 +66,11 @@ class GPT(Module):
         dropout: float = 0.0,
         bias: bool = True,
         *,
+        n_kv_head: int | None = None,
+        norm: str = "layer",
+        position: str = "learned",
+        mlp: str = "gelu",
+        rope_base: float = 10000.0,
         dtype: Any = np.float64,
         rng: np.random.Generator | None = None,
     ) -> None:
@@ -69,20 +82,32 @@ class GPT(Module):
         self.n_embd = check_positive_int(n_embd, "n_embd")
         if n_embd % n_head:
             raise ValueError(f"n_embd must be a multiple of n_head; got n_embd={n_embd}, n_head={n_head}")
+        self.n_kv_head = self.n_head if n_kv_head is None else check_positive_int(n_kv_head, "n_kv_head")
+        if n_head % self.n_kv_head:
+            raise ValueError(f"n_head must be a multiple of n_kv_head; got n_head={n_head}, n_kv_head={n_kv_head}")
+        rope = check_choice(position, "position", ("learned", "rope")) == "rope"
+        if rope and (n_embd // n_head) % 2:
+            raise ValueError(f"RoPE needs an even head_dim; got n_embd // n_head = {n_embd // n_head}")
+        self.arch = blocks.Arch(self.n_head, self.n_kv_head, n_embd // n_head, check_choice(norm, "norm", NORMS),
+                                rope, check_choice(mlp, "mlp", MLPS), check_real(rope_base, "rope_base"))
         self.dropout = check_probability(dropout, "dropout")
         self.bias = check_bool(bias, "bias")
         self.dtype = check_float_dtype(dtype)
         self.rng = as_generator(rng)
         E, std, proj_std = n_embd, 0.02, 0.02 / math.sqrt(2 * n_layer)
+        qkv = (self.n_head + 2 * self.n_kv_head) * self.arch.head_dim
         self.add_param(WTE, self._normal((vocab_size, E), std))
-        self.add_param(WPE, self._normal((block_size, E), std))
+        if not rope:
+            self.add_param(WPE, self._normal((block_size, E), std))
         for i in range(n_layer):
             prefix = f"transformer.h.{i}."
             self._layer_norm(prefix + "ln_1")
-            self._linear(prefix + "attn.c_attn", (3 * E, E), std)
+            self._linear(prefix + "attn.c_attn", (qkv, E), std)
             self._linear(prefix + "attn.c_proj", (E, E), proj_std)
             self._layer_norm(prefix + "ln_2")
             self._linear(prefix + "mlp.c_fc", (4 * E, E), std)
+            if self.arch.mlp == "swiglu":
+                self._linear(prefix + "mlp.c_gate", (4 * E, E), std)
             self._linear(prefix + "mlp.c_proj", (E, 4 * E), proj_std)
         self._layer_norm("transformer.ln_f")
 
@@ -96,13 +121,14 @@ class GPT(Module):
 
     def _layer_norm(self, name: str) -> None:
         self.add_param(name + ".weight", np.ones(self.n_embd, dtype=self.dtype))
-        if self.bias:
+        if self.bias and self.arch.norm == "layer":
             self.add_param(name + ".bias", np.zeros(self.n_embd, dtype=self.dtype))
 
     def __repr__(self) -> str:
         return (f"GPT(vocab_size={self.vocab_size}, block_size={self.block_size}, n_layer={self.n_layer}, "
                 f"n_head={self.n_head}, n_embd={self.n_embd}, dropout={self.dropout}, bias={self.bias}, "
-                f"dtype={self.dtype})")
+                f"n_kv_head={self.n_kv_head}, norm={self.arch.norm!r}, "
+                f"position={'rope' if self.arch.rope else 'learned'!r}, mlp={self.arch.mlp!r}, dtype={self.dtype})")
 
     def num_params(self) -> int:
         """Every parameter counted once (the tied head is the token embedding)."""
@@ -134,13 +160,16 @@ class GPT(Module):
                 raise ValueError(f"targets must have idx's shape {idx.shape}; got {targets.shape}")
         p = self.dropout if self.training else 0.0
         tok, tok_cache = F.embedding_forward(idx, self.params[WTE])
-        pos, pos_cache = F.embedding_forward(np.arange(T), self.params[WPE])
-        x, keep = blocks.dropout(tok + pos, p, self.rng)
+        pos_cache = None
+        if not self.arch.rope:
+            pos, pos_cache = F.embedding_forward(np.arange(T), self.params[WPE])
+            tok = tok + pos
+        x, keep = blocks.dropout(tok, p, self.rng)
         block_caches = []
         for i in range(self.n_layer):
-            x, cache = blocks.block_forward(x, self.params, f"transformer.h.{i}.", self.n_head, p, self.rng)
+            x, cache = blocks.block_forward(x, self.params, f"transformer.h.{i}.", self.arch, p, self.rng)
             block_caches.append(cache)
-        x, ln_f = blocks.layer_norm(x, self.params, "transformer.ln_f")
+        x, ln_f = blocks.norm(x, self.params, "transformer.ln_f", self.arch)
         logits, head = blocks.linear_forward(x, self.params[WTE])
         loss = loss_cache = None
         if targets is not None:
@@ -163,12 +192,13 @@ class GPT(Module):
             dlogits = F.cross_entropy_backward(1.0, loss_cache).reshape(shape)
         dx, dwte, _ = blocks.linear_backward(dlogits, head)
         self.grads[WTE] += dwte
-        dx = blocks.layer_norm_grad(dx, ln_f, self.grads, "transformer.ln_f")
+        dx = blocks.norm_grad(dx, ln_f, self.grads, "transformer.ln_f")
         for i in reversed(range(self.n_layer)):
-            dx = blocks.block_backward(dx, block_caches[i], self.grads, f"transformer.h.{i}.", self.n_head, p)
+            dx = blocks.block_backward(dx, block_caches[i], self.grads, f"transformer.h.{i}.", self.arch, p)
         dx = blocks.dropout_grad(dx, keep, p)
         self.grads[WTE] += F.embedding_backward(dx, tok_cache)
-        self.grads[WPE] += F.embedding_backward(dx.sum(axis=0), pos_cache)  # wpe serves every batch row
+        if pos_cache is not None:
+            self.grads[WPE] += F.embedding_backward(dx.sum(axis=0), pos_cache)  # wpe serves every batch row
 
     def attention_weights(self) -> list[np.ndarray]:
         """Each layer's attention probabilities (B, n_head, T, T) from the last forward (before dropout)."""
@@ -237,11 +267,13 @@ class GPT(Module):
                 raise ValueError(f"the cache is full (block_size = {self.block_size} positions): crop the context "
                                  "and start a new cache")
         start, n = cache.length, idx.shape[1]
-        x = self.params[WTE][idx] + self.params[WPE][start : start + n]
+        x = self.params[WTE][idx]
+        if not self.arch.rope:
+            x = x + self.params[WPE][start : start + n]
         for i in range(self.n_layer):
-            x = blocks.block_decode(x, self.params, f"transformer.h.{i}.", self.n_head, cache.keys[i],
+            x = blocks.block_decode(x, self.params, f"transformer.h.{i}.", self.arch, cache.keys[i],
                                     cache.values[i], start, self.rng)
-        x, _ = blocks.layer_norm(x, self.params, "transformer.ln_f")
+        x, _ = blocks.norm(x, self.params, "transformer.ln_f", self.arch)
         cache.length = start + n
         return blocks.linear_forward(x, self.params[WTE])[0], cache
 

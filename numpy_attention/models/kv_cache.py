@@ -10,7 +10,7 @@ import numpy as np
 
 @dataclass
 class KVCache:
-    """Per layer, keys and values (batch, n_head, block_size, head_dim); positions ``[:length]`` are filled.
+    """Per layer, keys and values (batch, n_kv_head, block_size, head_dim); positions ``[:length]`` are filled.
 
     Preallocated once for ``block_size`` positions: a decoding step writes one
     position in place instead of concatenating (and copying) the whole history.
@@ -23,7 +23,7 @@ class KVCache:
 
     @classmethod
     def empty(cls, model: Any, batch: int) -> KVCache:
-        shape = (batch, model.n_head, model.block_size, model.n_embd // model.n_head)
+        shape = (batch, model.n_kv_head, model.block_size, model.n_embd // model.n_head)
         keys = [np.zeros(shape, dtype=model.dtype) for _ in range(model.n_layer)]
         values = [np.zeros(shape, dtype=model.dtype) for _ in range(model.n_layer)]
         return cls(keys, values, 0, batch)

@@ -14,22 +14,56 @@ import numpy as np
 
 
 def make_twin(torch, vocab_size, block_size, n_layer, n_head, n_embd, dropout=0.0, bias=True,
-              dtype=None, sdpa=False):
-    """The twin; ``sdpa=True`` runs nanoGPT's fast path, ``F.scaled_dot_product_attention(is_causal=True)``."""
+              dtype=None, sdpa=False, n_kv_head=None, norm="layer", position="learned", mlp="gelu",
+              rope_base=10000.0):
+    """The twin; ``sdpa=True`` runs nanoGPT's fast path, ``F.scaled_dot_product_attention(is_causal=True)``.
+
+    The Llama options as the numpy GPT's: RMSNorm written out (``x * rsqrt(mean(x^2) + eps) * w``),
+    RoPE as Hugging Face's Llama (``rotate_half``, ``cat(freqs, freqs)``), GQA by
+    ``repeat_interleave`` of the k/v heads, SwiGLU as ``F.silu(c_gate(x)) * c_fc(x)``.
+    """
     nn, F = torch.nn, torch.nn.functional
+    n_kv_head = n_kv_head or n_head
+    head_dim = n_embd // n_head
+
+    class RMSNorm(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(torch.ones(n_embd))
+
+        def forward(self, x):
+            return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5) * self.weight
+
+    def make_norm():
+        return RMSNorm() if norm == "rms" else nn.LayerNorm(n_embd, bias=bias)
+
+    def rotate_half(x):
+        x1, x2 = x[..., : head_dim // 2], x[..., head_dim // 2 :]
+        return torch.cat((-x2, x1), dim=-1)
+
+    def rope(x):
+        T = x.shape[-2]
+        inv_freq = 1.0 / (rope_base ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
+        freqs = torch.outer(torch.arange(T, dtype=torch.float64), inv_freq)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return x * emb.cos().to(x.dtype) + rotate_half(x) * emb.sin().to(x.dtype)
 
     class CausalSelfAttention(nn.Module):
         def __init__(self):
             super().__init__()
-            self.c_attn = nn.Linear(n_embd, 3 * n_embd, bias=bias)
+            self.c_attn = nn.Linear(n_embd, (n_head + 2 * n_kv_head) * head_dim, bias=bias)
             self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)
             self.attn_dropout = nn.Dropout(dropout)
             self.resid_dropout = nn.Dropout(dropout)
 
         def forward(self, x):
             B, T, C = x.shape
-            q, k, v = self.c_attn(x).split(n_embd, dim=2)
-            q, k, v = (t.view(B, T, n_head, C // n_head).transpose(1, 2) for t in (q, k, v))
+            q, k, v = self.c_attn(x).split([n_head * head_dim, n_kv_head * head_dim, n_kv_head * head_dim], dim=2)
+            q = q.view(B, T, n_head, head_dim).transpose(1, 2)
+            k, v = (t.view(B, T, n_kv_head, head_dim).transpose(1, 2) for t in (k, v))
+            if position == "rope":
+                q, k = rope(q), rope(k)
+            k, v = k.repeat_interleave(n_head // n_kv_head, dim=1), v.repeat_interleave(n_head // n_kv_head, dim=1)
             if sdpa:
                 y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout if self.training else 0.0,
                                                    is_causal=True)
@@ -44,18 +78,21 @@ def make_twin(torch, vocab_size, block_size, n_layer, n_head, n_embd, dropout=0.
         def __init__(self):
             super().__init__()
             self.c_fc = nn.Linear(n_embd, 4 * n_embd, bias=bias)
+            if mlp == "swiglu":
+                self.c_gate = nn.Linear(n_embd, 4 * n_embd, bias=bias)
             self.c_proj = nn.Linear(4 * n_embd, n_embd, bias=bias)
             self.dropout = nn.Dropout(dropout)
 
         def forward(self, x):
-            return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+            hidden = F.silu(self.c_gate(x)) * self.c_fc(x) if mlp == "swiglu" else F.gelu(self.c_fc(x))
+            return self.dropout(self.c_proj(hidden))
 
     class Block(nn.Module):
         def __init__(self):
             super().__init__()
-            self.ln_1 = nn.LayerNorm(n_embd, bias=bias)
+            self.ln_1 = make_norm()
             self.attn = CausalSelfAttention()
-            self.ln_2 = nn.LayerNorm(n_embd, bias=bias)
+            self.ln_2 = make_norm()
             self.mlp = MLP()
 
         def forward(self, x):
@@ -65,16 +102,21 @@ def make_twin(torch, vocab_size, block_size, n_layer, n_head, n_embd, dropout=0.
     class TwinGPT(nn.Module):
         def __init__(self):
             super().__init__()
-            self.transformer = nn.ModuleDict(dict(
-                wte=nn.Embedding(vocab_size, n_embd), wpe=nn.Embedding(block_size, n_embd),
-                drop=nn.Dropout(dropout), h=nn.ModuleList([Block() for _ in range(n_layer)]),
-                ln_f=nn.LayerNorm(n_embd, bias=bias)))
+            modules = dict(wte=nn.Embedding(vocab_size, n_embd), wpe=nn.Embedding(block_size, n_embd),
+                           drop=nn.Dropout(dropout), h=nn.ModuleList([Block() for _ in range(n_layer)]),
+                           ln_f=make_norm())
+            if position == "rope":
+                del modules["wpe"]
+            self.transformer = nn.ModuleDict(modules)
             self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
             self.transformer.wte.weight = self.lm_head.weight
 
         def forward(self, idx, targets=None):
             T = idx.shape[1]
-            x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(torch.arange(T)))
+            x = self.transformer.wte(idx)
+            if position != "rope":
+                x = x + self.transformer.wpe(torch.arange(T))
+            x = self.transformer.drop(x)
             for block in self.transformer.h:
                 x = block(x)
             logits = self.lm_head(self.transformer.ln_f(x))
