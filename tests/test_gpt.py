@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from helpers.gpt_twin import as_numpy, batch, load_ours_into, make_twin, nanogpt_groups
+from helpers.gpt_twin import as_numpy, assert_matches_twin, batch, load_ours_into, make_twin, nanogpt_groups
 from helpers.numerics import rel_error, require_torch
 
 from numpy_attention import clip_grad_norm
@@ -22,16 +22,7 @@ def test_logits_loss_and_every_gradient_match_the_torch_twin(bias, T):
     twin = make_twin(torch, **CONFIG, bias=bias)
     load_ours_into(torch, twin, model)
     idx, targets = batch(np.random.default_rng(1), 13, (3, T), ignored=4)
-    logits, loss = model(idx, targets)
-    model.backward()
-    ref_logits, ref_loss = twin(torch.tensor(idx), torch.tensor(targets))
-    ref_loss.backward()
-    assert rel_error(logits, as_numpy(ref_logits)) < 1e-10
-    assert abs(float(loss) - ref_loss.item()) < 1e-10 * abs(ref_loss.item())
-    named = dict(twin.named_parameters())
-    assert list(named) == list(model.grads)  # nanoGPT's names, in nanoGPT's order
-    for name, param in named.items():
-        assert rel_error(model.grads[name], as_numpy(param.grad)) < 1e-10, name
+    assert_matches_twin(torch, model, twin, idx, targets)
 
 
 def test_logits_without_targets_cover_every_position_and_match():

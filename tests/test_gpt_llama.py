@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from helpers.gpt_twin import as_numpy, batch, load_ours_into, make_twin, nanogpt_groups
+from helpers.gpt_twin import as_numpy, assert_matches_twin, batch, load_ours_into, make_twin, nanogpt_groups
 from helpers.numerics import rel_error, require_torch
 
 import gradcheck
@@ -35,16 +35,7 @@ def test_logits_loss_and_every_gradient_match_the_torch_twin(name):
     twin = make_twin(torch, **BASE, **options)
     load_ours_into(torch, twin, model)
     idx, targets = batch(np.random.default_rng(1), 13, (3, 7), ignored=3)
-    logits, loss = model(idx, targets)
-    model.backward()
-    ref_logits, ref_loss = twin(torch.tensor(idx), torch.tensor(targets))
-    ref_loss.backward()
-    assert rel_error(logits, as_numpy(ref_logits)) < 1e-10
-    assert abs(float(loss) - ref_loss.item()) < 1e-10 * abs(ref_loss.item())
-    named = dict(twin.named_parameters())
-    assert list(named) == list(model.grads)
-    for key, param in named.items():
-        assert rel_error(model.grads[key], as_numpy(param.grad)) < 1e-10, key
+    assert_matches_twin(torch, model, twin, idx, targets)
 
 
 def test_llama_parameters_are_what_the_options_say():

@@ -149,3 +149,19 @@ def batch(rng, vocab_size, shape, ignored=0):
 
 def as_numpy(tensor):
     return tensor.detach().numpy().astype(np.float64)
+
+
+def assert_matches_twin(torch, model, twin, idx, targets, rtol=1e-10):
+    """One forward and backward of both: logits, loss and every parameter gradient, by nanoGPT's names."""
+    from helpers.numerics import rel_error
+
+    logits, loss = model(idx, targets)
+    model.backward()
+    ref_logits, ref_loss = twin(torch.tensor(idx), torch.tensor(targets))
+    ref_loss.backward()
+    assert rel_error(logits, as_numpy(ref_logits)) < rtol
+    assert abs(float(loss) - ref_loss.item()) < rtol * abs(ref_loss.item())
+    named = dict(twin.named_parameters())
+    assert list(named) == list(model.grads)  # nanoGPT's names, in nanoGPT's order
+    for name, param in named.items():
+        assert rel_error(model.grads[name], as_numpy(param.grad)) < rtol, name
