@@ -124,6 +124,8 @@ def main() -> None:
     p.add_argument("--eval-batches", type=int, default=8, help="batches per loss estimate")
     p.add_argument("--sample-tokens", type=int, default=300, help="characters generated at the end")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--llama", action="store_true",
+                   help="the Llama configuration: RMSNorm, RoPE, SwiGLU, half as many k/v heads, no biases")
     p.add_argument("--threads", type=int, default=1,
                    help="BLAS threads (0: BLAS's own choice); at this model size the hand-offs between BLAS "
                         "threads cost more than they save, so 1 is the default")
@@ -156,8 +158,9 @@ def run(args) -> None:
     print(f"unigram entropy of the characters: {entropy:.4f} nats (a model that ignores the context)")
 
     rng = np.random.default_rng(args.seed)
+    llama = dict(bias=False, n_kv_head=max(1, args.n_head // 2), norm="rms", position="rope", mlp="swiglu")
     model = GPT(len(chars), args.block_size, args.n_layer, args.n_head, args.n_embd, args.dropout,
-                rng=np.random.default_rng(args.seed), dtype=np.float32)
+                **(llama if args.llama else {}), rng=np.random.default_rng(args.seed), dtype=np.float32)
     optimizer = model.configure_optimizers(args.weight_decay, args.lr, (0.9, 0.99))
     print(f"{model!r}: {model.num_params():,} parameters; {args.steps} steps of batch {args.batch_size}")
     history, start = [], time.perf_counter()

@@ -26,6 +26,14 @@ def test_train_gpt_short_run_learns_and_draws(tmp_path):
     assert sample.startswith("def ") and len(sample) > 4
 
 
+def test_train_gpt_llama_configuration_runs(tmp_path):
+    stdout = run_example("train_gpt.py", tmp_path, "--steps", "20", "--eval-interval", "20", "--eval-batches", "1",
+                         "--n-layer", "1", "--n-embd", "16", "--n-head", "4", "--block-size", "16",
+                         "--sample-tokens", "10", "--llama")
+    assert "norm='rms'" in stdout and "position='rope'" in stdout and "n_kv_head=2" in stdout
+    assert_png(tmp_path / "train_gpt_attention.png")
+
+
 def test_train_gpt_rejects_bad_options(tmp_path):
     with pytest.raises(AssertionError, match="must be a multiple of --n-head"):
         run_example("train_gpt.py", tmp_path, "--n-embd", "30", "--n-head", "4")
