@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     loss, ref_loss = ours(), theirs()
     print(f"GPT training step, float32, {config}, batch {batch}, T {length}, {threads} thread(s)")
     print(f"loss: numpy {loss:.6f}  torch {ref_loss:.6f}  (relative difference {abs(loss - ref_loss) / ref_loss:.1e})")
+    if abs(loss - ref_loss) > 1e-4 * abs(ref_loss):
+        print("the two models disagree: nothing is timed")
+        return 1
     print(f"load average before: {load_average()}")
     times = alternate({"numpy_attention": ours, "torch": theirs}, args.rounds, args.runs, args.pause)
     ratio, per_round = median_ratio(times["numpy_attention"], times["torch"])
