@@ -124,18 +124,29 @@ def _by_chunks(function, x: np.ndarray) -> np.ndarray:
     return out.reshape(x.shape)
 
 
+def _blend(mask: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.where(mask, a, b)`` for finite (or NaN-together) a and b, without a branch per element.
+
+    ``m a + (1 - m) b`` with m = 0 or 1 is exact (a product by 1 or 0, a sum with 0) and runs as
+    plain vector arithmetic; ``np.where`` on a random mask is about 10x slower (a mispredicted
+    branch per element), which was a third of the GELU's time.
+    """
+    m = mask.astype(a.dtype)
+    return m * a + (1.0 - m) * b
+
+
 def _erf(x: np.ndarray) -> np.ndarray:
     y = np.abs(x)
-    tail = _erfc_of_abs(y)
-    rest = np.where(x < 0, -0.5 + tail - 0.5, 0.5 - tail + 0.5)
-    return np.where(y <= THRESH, _small(np.clip(x, -THRESH, THRESH)), rest)  # NaN: not small, NaN in rest
+    tail = 0.5 - _erfc_of_abs(y) + 0.5
+    magnitude = _blend(y <= THRESH, _small(np.minimum(y, THRESH)), tail)  # NaN: in tail (and in _small)
+    return np.copysign(magnitude, x)  # erf is odd; copysign also keeps erf(-0.0) = -0.0
 
 
 def _erfc(x: np.ndarray) -> np.ndarray:
     y = np.abs(x)
     tail = _erfc_of_abs(y)
-    rest = np.where(x < 0, 2.0 - tail, tail)
-    return np.where(y <= THRESH, 1.0 - _small(np.clip(x, -THRESH, THRESH)), rest)
+    rest = _blend(x < 0, 2.0 - tail, tail)
+    return _blend(y <= THRESH, 1.0 - _small(np.clip(x, -THRESH, THRESH)), rest)
 
 
 def erf(x: np.ndarray) -> np.ndarray:

@@ -24,7 +24,8 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     """``1 / (1 + exp(-x))`` without overflow: through ``exp(-|x|)``, which is at most 1."""
     with np.errstate(under="ignore"):  # exp(-|x|) underflows to 0 for |x| > ~745: sigmoid is then 0 or 1
         e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+    positive = (x >= 0).astype(x.dtype)  # a blend, not np.where: no branch per element (see erf._blend)
+    return positive / (1.0 + e) + (1.0 - positive) * e / (1.0 + e)
 
 
 def swiglu_forward(gate: np.ndarray, up: np.ndarray) -> tuple[np.ndarray, SwiGLUCache]:
