@@ -430,3 +430,91 @@ ENTRIES += [
     Entry("score_mod/softcap-alibi", lambda dt: score_mod_target(dt, softcap=2.0, alibi=True)),
     Entry("sinks/window-empty-row", sink_softmax_target),
 ]
+
+
+# ----- The transformer block's pieces and the GPT (issue 15) -----------------------------------------------
+
+
+def _torch_functional() -> Any:
+    from .reference import require_torch
+
+    return require_torch().nn.functional
+
+
+def layer_norm_target(dtype: np.dtype, shape: tuple, weight: bool = True, bias: bool = True) -> Target:
+    x, w, b = normal(dtype, shape, shape[-1:], shape[-1:], seed=14)
+    x = (3 * x + 1).astype(dtype)  # rows with a mean and a spread to remove
+    if weight and bias:
+        return Target((x, w, b), F.layer_norm_forward, F.layer_norm_backward,
+                      torch_forward=lambda x, w, b: _torch_functional().layer_norm(x, x.shape[-1:], w, b, 1e-5))
+    if weight:
+        return Target((x, w), lambda x, w: F.layer_norm_forward(x, w), F.layer_norm_backward,
+                      torch_forward=lambda x, w: _torch_functional().layer_norm(x, x.shape[-1:], w, None, 1e-5))
+    return Target((x,), F.layer_norm_forward, lambda d, c: F.layer_norm_backward(d, c)[0],
+                  torch_forward=lambda x: _torch_functional().layer_norm(x, x.shape[-1:], None, None, 1e-5))
+
+
+def gelu_target(dtype: np.dtype, approximate: str) -> Target:
+    (x,) = normal(dtype, (3, 7), seed=15)
+    x = (3 * x).astype(dtype)
+    return Target((x,), functools.partial(F.gelu_forward, approximate=approximate), F.gelu_backward,
+                  torch_forward=lambda x: _torch_functional().gelu(x, approximate=approximate))
+
+
+def layer_norm_module_target(dtype: np.dtype, bias: bool = True) -> Target:
+    module = na.LayerNorm(5, bias=bias, dtype=dtype)
+    for i, value in enumerate(module.params.values()):
+        value[...] = normal(dtype, value.shape, seed=16 + i)[0]
+    (x,) = normal(dtype, (2, 3, 5), seed=18)
+    return Target((x,), module=module, torch_forward=lambda params, x: _torch_functional().layer_norm(
+        x, (5,), params["weight"], params.get("bias"), 1e-5))
+
+
+def gpt_target(dtype: np.dtype, bias: bool = True) -> Target:
+    """A tiny GPT (two layers), every parameter; the dout-taking backward, d sum(logits * dout)."""
+    from numpy_attention.models import GPT
+
+    module = GPT(vocab_size=5, block_size=4, n_layer=2, n_head=2, n_embd=4, bias=bias, dtype=dtype,
+                 rng=np.random.default_rng(19))
+    for i, value in enumerate(module.params.values()):  # O(1) weights: gradients well above the noise
+        value += (0.5 * normal(dtype, value.shape, seed=20 + i)[0]).astype(dtype)
+    idx = np.random.default_rng(21).integers(0, 5, (2, 4))
+    return Target((idx,), module=module, fast=True)
+
+
+ENTRIES += [
+    Entry("layer_norm/affine", lambda dt: layer_norm_target(dt, (4, 6))),
+    Entry("layer_norm/no-bias-3d", lambda dt: layer_norm_target(dt, (2, 3, 5), bias=False)),
+    Entry("layer_norm/no-affine", lambda dt: layer_norm_target(dt, (3, 5), weight=False, bias=False)),
+    Entry("gelu/exact", lambda dt: gelu_target(dt, "none")),
+    Entry("gelu/tanh", lambda dt: gelu_target(dt, "tanh")),
+    Entry("LayerNorm/affine", lambda dt: layer_norm_module_target(dt)),
+    Entry("LayerNorm/no-bias", lambda dt: layer_norm_module_target(dt, bias=False)),
+    Entry("GELU/exact", lambda dt: Target((normal(dt, (2, 5), seed=22)[0],), module=na.GELU())),
+    Entry("GPT/tiny", gpt_target),
+    Entry("GPT/tiny-no-bias", lambda dt: gpt_target(dt, bias=False)),
+]
+
+
+def swiglu_target(dtype: np.dtype) -> Target:
+    gate, up = normal(dtype, (3, 6), (3, 6), seed=23)
+    gate = (3 * gate).astype(dtype)
+    return Target((gate, up), F.swiglu_forward, F.swiglu_backward,
+                  torch_forward=lambda g, u: _torch_functional().silu(g) * u)
+
+
+def llama_target(dtype: np.dtype) -> Target:
+    """The Llama configuration of the tiny GPT: RMSNorm, RoPE, SwiGLU, two query heads per k/v head, no biases."""
+    from numpy_attention.models import GPT
+
+    module = GPT(vocab_size=5, block_size=4, n_layer=2, n_head=2, n_embd=8, bias=False, n_kv_head=1, norm="rms",
+                 position="rope", mlp="swiglu", dtype=dtype, rng=np.random.default_rng(24))
+    for i, value in enumerate(module.params.values()):
+        value += (0.5 * normal(dtype, value.shape, seed=25 + i)[0]).astype(dtype)
+    return Target((np.random.default_rng(26).integers(0, 5, (2, 4)),), module=module, fast=True)
+
+
+ENTRIES += [
+    Entry("swiglu/gate-up", swiglu_target),
+    Entry("GPT/tiny-llama", llama_target),
+]

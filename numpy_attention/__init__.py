@@ -10,23 +10,28 @@ pairs faster. The modules here own parameters and run the kernels by default.
 """
 
 from . import functional, kernels, optim
+from .blocks import GELU, LayerNorm
 from .kernels import scaled_dot_product_attention
 from .layers import Embedding, Linear, ScaledDotProductAttention
 from .module import Module
 from .multihead import MultiHeadAttention
 from .norms import RMSNorm
-from .optim import Adam
+from .optim import Adam, AdamW, clip_grad_norm
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Adam",
+    "AdamW",
     "Embedding",
+    "GELU",
+    "LayerNorm",
     "Linear",
     "Module",
     "MultiHeadAttention",
     "RMSNorm",
     "ScaledDotProductAttention",
+    "clip_grad_norm",
     "functional",
     "kernels",
     "optim",

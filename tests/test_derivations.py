@@ -50,6 +50,11 @@ REQUIRED_SECTIONS = [
     "ALiBi",
     "Sliding window and causal masks as a predicate",
     "Attention sinks",
+    "Layer normalization",
+    "GELU",
+    "AdamW and gradient clipping",
+    "GPT: residual blocks and the tied head",
+    "SwiGLU",
 ]
 # Prefixes under which a dotted name is somebody else's: NumPy, torch, the standard library.
 FOREIGN_PREFIXES = {"np", "numpy", "torch", "math", "matplotlib", "plt", "self"}

@@ -17,6 +17,7 @@ import pytest
 
 import numpy_attention as na
 from numpy_attention import functional, kernels
+from numpy_attention.models import GPT
 
 
 def normal(*shape: int, seed: int = 0) -> np.ndarray:
@@ -37,6 +38,10 @@ PAIRS = {
     "rms_norm": ("rms_norm_forward", "rms_norm_backward", (normal(3, 4), normal(4)), {}),
     "score_mod": ("score_mod_forward", "score_mod_backward", (normal(2, 3, 4) * 5, np.arange(3), np.arange(4)),
                   {"softcap": 2.0, "alibi_slopes": np.array([0.5, 0.25])}),
+    "layer_norm": ("layer_norm_forward", "layer_norm_backward", (normal(3, 4), normal(4), normal(4)), {}),
+    "gelu": ("gelu_forward", "gelu_backward", (normal(3, 4),), {}),
+    "gelu_tanh": ("gelu_forward", "gelu_backward", (normal(3, 4),), {"approximate": "tanh"}),
+    "swiglu": ("swiglu_forward", "swiglu_backward", (normal(3, 4), normal(3, 4, seed=1)), {}),
     "softmax_with_sink": ("softmax_with_sink_forward", "softmax_with_sink_backward", (normal(2, 3, 4), normal(2)),
                           {}),
 }
@@ -86,6 +91,11 @@ def module_cases():
     cases = [
         ("Linear", lambda: na.Linear(8, 3, rng=0), (x,), {}),
         ("Embedding", lambda: na.Embedding(6, 4, rng=0), (np.array([[1, 2], [5, 0]]),), {}),
+        ("LayerNorm", lambda: na.LayerNorm(8), (x,), {}),
+        ("GELU", lambda: na.GELU(), (x,), {}),
+        ("GPT", lambda: GPT(7, 6, 2, 2, 8, dropout=0.2, rng=0), (np.array([[1, 2, 3], [6, 0, 4]]),), {}),
+        ("GPT-llama", lambda: GPT(7, 6, 2, 2, 8, bias=False, n_kv_head=1, norm="rms", position="rope",
+                                  mlp="swiglu", rng=0), (np.array([[1, 2, 3], [6, 0, 4]]),), {}),
     ]
     for impl in ("dense", "flash", "textbook", "textbook-flash"):
         cases.append((f"ScaledDotProductAttention-{impl}",

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 from .attention import AttentionCache, attention_backward, attention_forward, scaled_dot_product_attention
 from .embedding import EmbeddingCache, embedding_backward, embedding_forward
+from .erf import erf, erfc
 from .flash import FlashAttentionCache, flash_attention_backward, flash_attention_forward
+from .gelu import GeluCache, gelu_backward, gelu_forward
+from .layer_norm import LayerNormCache, layer_norm_backward, layer_norm_forward
 from .linear import LinearCache, linear_backward, linear_forward
 from .loss import CrossEntropyCache, cross_entropy_backward, cross_entropy_forward
 from .rms_norm import RMSNormCache, rms_norm_backward, rms_norm_forward
@@ -31,26 +34,36 @@ from .score_mods import (
     softmax_with_sink_forward,
 )
 from .softmax import SoftmaxCache, softmax_backward, softmax_forward
+from .swiglu import SwiGLUCache, swiglu_backward, swiglu_forward
 
 __all__ = [
     "AttentionCache",
     "CrossEntropyCache",
     "EmbeddingCache",
     "FlashAttentionCache",
+    "GeluCache",
+    "LayerNormCache",
     "LinearCache",
     "RMSNormCache",
     "RopeCache",
     "ScoreModCache",
     "SoftmaxCache",
     "SoftmaxWithSinkCache",
+    "SwiGLUCache",
     "attention_backward",
     "attention_forward",
     "cross_entropy_backward",
     "cross_entropy_forward",
     "embedding_backward",
     "embedding_forward",
+    "erf",
+    "erfc",
     "flash_attention_backward",
     "flash_attention_forward",
+    "gelu_backward",
+    "gelu_forward",
+    "layer_norm_backward",
+    "layer_norm_forward",
     "linear_backward",
     "linear_forward",
     "rms_norm_backward",
@@ -64,4 +77,6 @@ __all__ = [
     "softmax_forward",
     "softmax_with_sink_backward",
     "softmax_with_sink_forward",
+    "swiglu_backward",
+    "swiglu_forward",
 ]
