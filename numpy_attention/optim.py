@@ -219,6 +219,7 @@ def clip_grad_norm(grads: Any, max_norm: float) -> float:
     gradient element)``, every gradient is multiplied by
     ``min(1, max_norm / (total + 1e-6))``. Returns ``total``, the norm before clipping
     (NaN or inf when a gradient is; the gradients then become NaN, as in torch).
+    See docs/derivations.md, section "AdamW and gradient clipping".
 
     Parameters
     ----------
@@ -226,8 +227,6 @@ def clip_grad_norm(grads: Any, max_norm: float) -> float:
         Their ``grads`` (or the arrays themselves) are scaled in place.
     max_norm : float
         The largest global norm allowed, >= 0.
-
-    See docs/derivations.md, section "AdamW and gradient clipping".
     """
     arrays = _gradient_arrays(grads)
     max_norm = _non_negative(max_norm, "max_norm")
