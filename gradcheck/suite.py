@@ -101,24 +101,24 @@ def scores_shape(q: np.ndarray, k: np.ndarray) -> tuple:
         q.shape[0], k.shape[0])
 
 
-def attention_pair(impl: str) -> tuple[Callable, Callable]:
+def attention_pair(impl: str, block_size: Any = 2) -> tuple[Callable, Callable]:
     """The forward/backward registered as ``impl``; the tiled one with small tiles, so that L and S span several."""
     forward, backward = ATTENTION_IMPLS[impl]
     if "block_size" in inspect.signature(forward).parameters:
-        forward = functools.partial(forward, block_size=2)
+        forward = functools.partial(forward, block_size=block_size)
     return forward, backward
 
 
 def attention_target(
     dtype: np.dtype, q_shape: tuple, k_shape: tuple, v_shape: tuple, *, mask: str | None = None,
     mask_shape: tuple | None = None, is_causal: bool = False, dropout_p: float = 0.0, scale: float | None = None,
-    impl: str = DEFAULT_IMPL,
+    impl: str = DEFAULT_IMPL, block_size: Any = 2,
 ) -> Target:
     """The attention pair ``impl`` on seeded q, k, v with the given options (dropout from a replayed generator)."""
     q, k, v = normal(dtype, q_shape, k_shape, v_shape)
     attn_mask = make_mask(mask, mask_shape or scores_shape(q, k))
     options = dict(attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale)
-    pair_forward, backward = attention_pair(impl)
+    pair_forward, backward = attention_pair(impl, block_size)
     forward = functools.partial(pair_forward, **options, rng=np.random.default_rng(7))
     # torch cannot draw our dropout mask: hand it the one our forward draws from the same seed.
     dropout_mask = dropout_mask_of(pair_forward(q, k, v, **options, rng=np.random.default_rng(7))[1], dropout_p)
@@ -149,11 +149,12 @@ def module_dropout_mask(module: Any, inputs: tuple, kwargs: dict) -> Any:
 
 
 def sdpa_module_target(dtype: np.dtype, *, dropout: float = 0.0, scale: float | None = None, training: bool = True,
-                       mask: str | None = None, is_causal: bool = False, impl: str = DEFAULT_IMPL) -> Target:
-    """``ScaledDotProductAttention`` on (2, 2, 4, 3) queries and (2, 2, 5, 3) keys/values."""
-    q, k, v = normal(dtype, (2, 2, 4, 3), (2, 2, 5, 3), (2, 2, 5, 2), seed=2)
+                       mask: str | None = None, is_causal: bool = False, impl: str = DEFAULT_IMPL,
+                       shapes: tuple = ((2, 2, 4, 3), (2, 2, 5, 3), (2, 2, 5, 2))) -> Target:
+    """``ScaledDotProductAttention`` on (2, 2, 4, 3) queries and (2, 2, 5, 3) keys/values (or ``shapes``)."""
+    q, k, v = normal(dtype, *shapes, seed=2)
     module = na.ScaledDotProductAttention(dropout, scale, impl=impl, rng=np.random.default_rng(11)).train(training)
-    kwargs = dict(attn_mask=make_mask(mask, (4, 5)), is_causal=is_causal)
+    kwargs = dict(attn_mask=make_mask(mask, (q.shape[-2], k.shape[-2])), is_causal=is_causal)
     dropout_mask = module_dropout_mask(module, (q, k, v), kwargs)
     reference = functools.partial(torch_ops.attention, **kwargs, scale=scale, dropout_mask=dropout_mask,
                                   dropout_p=dropout)
@@ -430,3 +431,9 @@ ENTRIES += [
     Entry("score_mod/softcap-alibi", lambda dt: score_mod_target(dt, softcap=2.0, alibi=True)),
     Entry("sinks/window-empty-row", sink_softmax_target),
 ]
+
+
+# --- the tiers of issue 13 (gradcheck/tiers/): stress, tiles, dropout, weights, option pairs, optimizers ---
+from .tiers import TIER_ENTRIES  # noqa: E402 - the tiers build on this module's targets
+
+ENTRIES += TIER_ENTRIES

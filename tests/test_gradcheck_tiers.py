@@ -1,0 +1,137 @@
+"""The tiers of ``python -m gradcheck`` (gradcheck/tiers/): each one fails on a bug planted where it looks.
+
+A bug is planted in a copy of a library function (``gradcheck.bugs.planted``) that
+is swapped in for this test only: in the registry of attention implementations
+(``ATTENTION_IMPLS``) or as a kernel's module attribute. Each test shows the tier
+failing on the bug and passing without it, and, where the issue found the old
+suite blind, that the per-op entries before the tiers miss it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import numpy as np
+import pytest
+
+import gradcheck.__main__ as cli
+from gradcheck.bugs import planted
+from gradcheck.suite import ENTRIES
+from gradcheck.tiers import tiles
+from numpy_attention import functional as F
+from numpy_attention import kernels
+from numpy_attention.attention_impls import ATTENTION_IMPLS
+from numpy_attention.kernels import flash as kernel_flash
+from numpy_attention.kernels import schedule
+from numpy_attention.kernels.schedule import query_tiles, tile_limits
+
+
+def failing(entries, *, use_torch: bool = True) -> list[str]:
+    """The names of the entries that fail (a failed check or an error), exhaustive finite differences."""
+    names = []
+    for entry in entries:
+        result = cli.run_entry(entry, np.dtype(np.float64), False, use_torch)
+        if result["error"] or not all(report.passed for report in result["reports"]):
+            names.append(entry.name)
+    return names
+
+
+def entries(prefix: str) -> list:
+    return [entry for entry in ENTRIES if entry.name.startswith(prefix)]
+
+
+def install(monkeypatch, impl: str, forward=None, backward=None) -> None:
+    """Swap a planted forward or backward into the registry under ``impl``."""
+    pair = ATTENTION_IMPLS[impl]
+    monkeypatch.setitem(ATTENTION_IMPLS, impl, (forward or pair[0], backward or pair[1]))
+
+
+def test_tile_limits_cap_the_dense_tiles_and_restore_them():
+    assert len(query_tiles(7, 9, 8, False)) == 1
+    with tile_limits(rows=2):
+        assert [rows for rows, _ in query_tiles(7, 9, 8, False)] == [slice(0, 2), slice(2, 4), slice(4, 6),
+                                                                      slice(6, 7)]
+        with tile_limits(bytes=3 * 9 * 8):
+            assert len(query_tiles(7, 9, 8, False)) == 3
+        assert len(query_tiles(7, 9, 8, True)) == 4
+    assert len(query_tiles(7, 9, 8, False)) == 1
+    with pytest.raises(ValueError, match="rows must be a positive int"):
+        with tile_limits(rows=0):
+            pass
+
+
+def test_tile_limits_reach_the_worker_threads(monkeypatch):
+    """A call large enough to run its heads on a pool of threads sees the caps there too, with the same result."""
+    seen = []
+    original = kernels.dense.query_tiles
+
+    def spy(*args):
+        found = original(*args)
+        seen.append((threading.get_ident(), len(found)))
+        return found
+
+    monkeypatch.setattr(kernels.dense, "query_tiles", spy)
+    monkeypatch.setattr(schedule, "one_thread_blas", lambda: (2, contextlib.nullcontext()))  # a pool, always
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((1, 8, 256, 8)) for _ in range(3))
+    expected, _ = kernels.attention_forward(q, k, v)
+    seen.clear()
+    with tile_limits(rows=32):
+        out, _ = kernels.attention_forward(q, k, v)
+    assert {count for _, count in seen} == {8}
+    assert {ident for ident, _ in seen} - {threading.get_ident()}  # some ran on the pool's threads
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-14)
+
+
+def test_every_implementation_has_multi_tile_and_causal_small_block_entries():
+    names = {entry.name for entry in tiles.ENTRIES}
+    for impl in ATTENTION_IMPLS:
+        for case in ("L7-T9", "causal-L=T", "causal-L<T", "causal-L>T", "dropout"):
+            assert f"tiles/{impl}/{case}" in names
+
+
+DENSE_DV = "dv[heads][..., keys, :] += (dropped.swapaxes(-1, -2) @ dout_rows).sum(axis=1)"
+FLASH_DV = "dV[..., j, :] += (P_ij * Z_ij).swapaxes(-1, -2) @ dO[..., i, :]"
+
+
+@pytest.mark.parametrize("impl, function, line", [
+    ("dense", kernels.attention_backward, DENSE_DV),
+    ("textbook-flash", F.flash_attention_backward, FLASH_DV),
+])
+def test_dv_overwritten_per_tile_fails_the_multi_tile_entries(monkeypatch, impl, function, line):
+    wrong = planted(function, (line, line.replace("+=", "=") + "  # WRONG: +="))
+    tile_entries = entries(f"tiles/{impl}/")
+    assert failing(tile_entries[:1]) == []
+    install(monkeypatch, impl, backward=wrong)
+    assert len(failing(tile_entries)) >= len(tile_entries) - 2  # all but those with a single key tile
+    if impl == "dense":  # the per-op entries fit in one query tile: blind to it
+        assert failing([e for e in ENTRIES if e.name.startswith("attention/") and "tiles" not in e.name]) == []
+
+
+def test_a_diagonal_tile_offset_fails_the_causal_small_block_entries(monkeypatch):
+    """The flash kernel's causal mask of a tile with ``rows.start + cols.start`` (the issue's mutant)."""
+    line = "return causal_mask(rows.stop - rows.start, cols.stop - cols.start, rows.start - cols.start)"
+    wrong = planted(kernel_flash._tile_mask, (line, line.replace("rows.start - cols.start",
+                                                                 "rows.start + cols.start") + "  # WRONG"))
+    monkeypatch.setattr(kernel_flash, "_tile_mask", wrong)
+    caught = failing(entries("tiles/flash/causal"))
+    assert {"tiles/flash/causal-L=T", "tiles/flash/causal-L=T-blocks-3x2", "tiles/flash/causal-L<T"} <= set(caught)
+    assert failing(entries("attention/flash-gqa-causal-L>S")) == []  # the one causal entry before: L > S
+
+
+def test_a_causal_tile_without_its_offset_fails_the_dense_causal_entries(monkeypatch):
+    """The dense kernel masking each causal tile as if it started at query 0."""
+    wrong = planted(kernels.attention_forward, ("diagonal = scores[..., rows.start :]",
+                                                "diagonal = scores  # WRONG: scores[..., rows.start :]"))
+    install(monkeypatch, "dense", forward=wrong)
+    assert {"tiles/dense/causal-L=T", "tiles/dense/causal-L<T"} <= set(failing(entries("tiles/dense/causal")))
+    assert failing(entries("attention/causal")) == []
+
+
+def test_textbook_flash_diagonal_offset_fails(monkeypatch):
+    line = "visible = np.arange(j.start, j.stop) <= np.arange(i.start, i.stop)[:, None]"
+    wrong = planted(F.flash.tile_mask, (line, "visible = np.arange(j.stop - j.start) <= "
+                                              "np.arange(i.stop - i.start)[:, None]  # WRONG: tile-local"))
+    monkeypatch.setattr(F.flash, "tile_mask", wrong)
+    assert "tiles/textbook-flash/causal-L<T" in failing(entries("tiles/textbook-flash/causal"))
