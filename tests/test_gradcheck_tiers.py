@@ -135,3 +135,67 @@ def test_textbook_flash_diagonal_offset_fails(monkeypatch):
                                               "np.arange(i.stop - i.start)[:, None]  # WRONG: tile-local"))
     monkeypatch.setattr(F.flash, "tile_mask", wrong)
     assert "tiles/textbook-flash/causal-L<T" in failing(entries("tiles/textbook-flash/causal"))
+
+
+# --- the stress tier (torch only) ---------------------------------------------------------------
+
+def stress_failures(monkeypatch, prefix: str) -> list[str]:
+    pytest.importorskip("torch")
+    return failing(entries(prefix))
+
+
+def test_the_stress_tier_passes_and_needs_torch():
+    pytest.importorskip("torch")
+    assert failing(entries("stress/dense/") + entries("stress/softmax/")) == []
+    result = cli.run_entry(entries("stress/dense/")[0], np.dtype(np.float64), False, False)
+    assert result["reports"] == [] and result["skipped"].startswith("torch-only tier")
+
+
+def test_a_softmax_without_its_max_shift_fails_the_stress_tier(monkeypatch):
+    line = "m = np.where(np.isneginf(m), 0.0, m).astype(x.dtype, copy=False)  # an all -inf row: shift by 0"
+    wrong = planted(F.softmax.softmax, (line, "m = np.zeros_like(m)  # WRONG: no shift by the row maximum"))
+    monkeypatch.setattr(F.attention, "softmax", wrong)
+    monkeypatch.setattr(F.softmax, "softmax", wrong)
+    caught = stress_failures(monkeypatch, "stress/textbook/") + failing(entries("stress/softmax/"))
+    assert {"stress/textbook/scores-x40", "stress/textbook/float-mask-800-1e4", "stress/softmax/logits-400"} <= set(
+        caught)
+    assert failing(entries("attention/") + entries("softmax/")) == []  # the per-op entries: blind
+
+
+def test_the_kernels_softmax_without_its_shift_fails_the_stress_tier(monkeypatch):
+    wrong = planted(kernels.softmax.softmax_rows, ("if shift and x.shape[-1]:", "if False:  # WRONG: never shifts"))
+    monkeypatch.setattr(kernels.dense, "softmax_rows", wrong)
+    assert "stress/dense/scores-x40" in stress_failures(monkeypatch, "stress/dense/")
+    assert failing(entries("attention/batch-heads")) == []
+
+
+def test_an_inverted_bounded_condition_fails_the_stress_tier(monkeypatch):
+    line = "shift = not (zero_or_blocking_mask and bound <= EXP_SAFE_BOUND[q.dtype])"
+    wrong = planted(kernels.attention_forward, (line, line.replace("<=", ">") + "  # WRONG"))
+    install(monkeypatch, "dense", forward=wrong)
+    assert "stress/dense/scores-x40" in stress_failures(monkeypatch, "stress/dense/")
+
+
+def test_the_flash_bounded_test_for_boolean_masks_fails_the_stress_tier(monkeypatch):
+    """The issue's mutant that passed the whole pytest suite: ``!=`` for ``==`` in the flash kernel's test."""
+    line = "bounded = (attn_mask is None or attn_mask.dtype == np.bool_) and ("
+    wrong = planted(kernels.flash_attention_forward, (line, line.replace("==", "!=") + "  # WRONG"))
+    install(monkeypatch, "flash", forward=wrong)
+    assert "stress/flash/float-mask-800-1e4" in stress_failures(monkeypatch, "stress/flash/")
+
+
+def test_the_flash_backward_finiteness_test_with_or_fails_the_nan_placement(monkeypatch):
+    """The other mutant the pytest suite missed: a NaN in dout under causal reached only some keys."""
+    line = "np.isfinite(q_rows).all() and np.isfinite(dout_rows).all() and np.isfinite(delta).all()"
+    wrong = planted(kernels.flash_attention_backward, (line, line.replace(" and ", " or ") + "  # WRONG"))
+    install(monkeypatch, "flash", backward=wrong)
+    assert "stress/flash/causal-nan-in-dout" in stress_failures(monkeypatch, "stress/flash/")
+
+
+def test_a_log_softmax_without_its_shift_fails_the_stress_tier(monkeypatch):
+    from numpy_attention.functional import loss
+
+    line = "shifted = x - x.max(axis=axis, keepdims=True)"
+    monkeypatch.setattr(loss, "log_softmax", planted(loss.log_softmax, (line, "shifted = x  # WRONG: no shift")))
+    assert "stress/cross_entropy/logits-400-mean" in stress_failures(monkeypatch, "stress/cross_entropy/")
+    assert failing(entries("cross_entropy/")) == []

@@ -11,6 +11,6 @@
 
 from __future__ import annotations
 
-from . import tiles
+from . import stress, tiles
 
-TIER_ENTRIES = [*tiles.ENTRIES]
+TIER_ENTRIES = [*tiles.ENTRIES, *stress.ENTRIES]
