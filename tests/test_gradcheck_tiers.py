@@ -199,3 +199,39 @@ def test_a_log_softmax_without_its_shift_fails_the_stress_tier(monkeypatch):
     monkeypatch.setattr(loss, "log_softmax", planted(loss.log_softmax, (line, "shifted = x  # WRONG: no shift")))
     assert "stress/cross_entropy/logits-400-mean" in stress_failures(monkeypatch, "stress/cross_entropy/")
     assert failing(entries("cross_entropy/")) == []
+
+
+# --- the dropout tier ------------------------------------------------------------------------------
+
+def test_a_forward_that_skips_dropout_fails_only_the_dropout_tier(monkeypatch):
+    """Mask drawn nowhere: finite differences and torch (handed our absent mask) agree with it."""
+    wrong = planted(F.attention_forward, ("keep = draw_keep_mask(P.shape, dropout_p, rng)",
+                                          "keep = None  # WRONG: dropout never drawn"))
+    install(monkeypatch, "textbook", forward=wrong)
+    assert set(failing(entries("dropout/textbook/"))) == {"dropout/textbook/p=0.3", "dropout/textbook/p=0.7-L<T"}
+    assert failing([e for e in ENTRIES if "textbook-dropout" in e.name or "textbook/dropout" in e.name]) == []
+
+
+def test_a_flash_kernel_that_skips_dropout_fails_the_dropout_tier(monkeypatch):
+    wrong = planted(kernels.flash_attention_forward, ("dropout_seed = draw_dropout_seed(dropout_p, rng)",
+                                                      "dropout_seed = None  # WRONG: dropout never drawn"))
+    install(monkeypatch, "flash", forward=wrong)
+    assert "dropout/flash/p=0.3" in failing(entries("dropout/flash/"))
+
+
+def test_a_backward_that_ignores_the_mask_fails_the_dropout_tier(monkeypatch):
+    from gradcheck.bugs import ATTENTION_MISTAKES
+
+    install(monkeypatch, "textbook", backward=planted(F.attention_backward, *ATTENTION_MISTAKES["dropout-forgotten"]))
+    result = cli.run_entry(entries("dropout/textbook/p=0.3")[0], np.dtype(np.float64), False, False)
+    (report,) = result["reports"]
+    assert {row.name for row in report.failures} == {"dq", "dk"}  # dV = (P Z)^T dO is still right
+
+
+def test_a_multi_head_attention_that_skips_dropout_fails_the_dropout_tier(monkeypatch):
+    from numpy_attention.multihead import module
+
+    wrong = planted(module.MultiHeadAttention.forward, ("dropout_p = self.dropout if self.training else 0.0",
+                                                        "dropout_p = 0.0  # WRONG: eval mode always"))
+    monkeypatch.setattr(module.MultiHeadAttention, "forward", wrong)
+    assert failing(entries("dropout/MultiHeadAttention/dense")) == ["dropout/MultiHeadAttention/dense-p=0.25"]

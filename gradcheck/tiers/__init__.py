@@ -11,6 +11,6 @@
 
 from __future__ import annotations
 
-from . import stress, tiles
+from . import dropout, stress, tiles
 
-TIER_ENTRIES = [*tiles.ENTRIES, *stress.ENTRIES]
+TIER_ENTRIES = [*tiles.ENTRIES, *stress.ENTRIES, *dropout.ENTRIES]
