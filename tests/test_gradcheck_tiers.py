@@ -235,3 +235,49 @@ def test_a_multi_head_attention_that_skips_dropout_fails_the_dropout_tier(monkey
                                                         "dropout_p = 0.0  # WRONG: eval mode always"))
     monkeypatch.setattr(module.MultiHeadAttention, "forward", wrong)
     assert failing(entries("dropout/MultiHeadAttention/dense")) == ["dropout/MultiHeadAttention/dense-p=0.25"]
+
+
+# --- the weights tier ------------------------------------------------------------------------------
+
+def test_causal_weights_left_stale_in_recycled_memory_fail_the_weights_tier(monkeypatch):
+    wrong = planted(kernels.attention_forward, ("weights_heads[..., rows, keys.stop :] = 0.0",
+                                                "pass  # WRONG: the keys after the tile's last query keep old values"))
+    assert failing(entries("weights/dense-causal-recycled-memory"), use_torch=False) == []
+    install(monkeypatch, "dense", forward=wrong)
+    assert failing(entries("weights/dense-causal-recycled-memory"), use_torch=False) == [
+        "weights/dense-causal-recycled-memory"]
+
+
+@pytest.mark.parametrize("line, wrong, caught", [
+    ("if cache.dropout_mask is not None:", "if False:  # WRONG: the weights before dropout",
+     "weights/MultiHeadAttention/dropout-per-head"),
+    ("weights = weights.mean(axis=1)", "weights = weights.sum(axis=1)  # WRONG: a sum over the heads",
+     "weights/MultiHeadAttention/averaged"),
+])
+def test_wrong_returned_weights_fail_the_weights_tier(monkeypatch, line, wrong, caught):
+    pytest.importorskip("torch")
+    from numpy_attention.multihead import module
+
+    planted_weights = planted(module.MultiHeadAttention._returned_weights, (line, wrong))
+    monkeypatch.setattr(module.MultiHeadAttention, "_returned_weights", staticmethod(planted_weights))
+    assert caught in failing(entries("weights/MultiHeadAttention/"))
+    assert failing(entries("MultiHeadAttention/dropout-train") + entries("MultiHeadAttention/self-attention")) == []
+
+
+def test_the_grouped_query_reference_is_torchs_function_when_every_head_has_its_keys():
+    """torch_ops.grouped_query_attention (plain torch ops, every MHA option) against torch's own function."""
+    torch = pytest.importorskip("torch")
+    from gradcheck import suite, torch_ops
+
+    for options in [dict(keys=4, masks="bool", add_bias_kv=True, add_zero_attn=True), dict(is_causal=True),
+                    dict(batch=None, keys=4, masks="float", add_zero_attn=True),
+                    dict(keys=4, batch_first=False, masks="bool"),
+                    dict(dropout=0.3, training=True, keys=4, masks="float", add_bias_kv=True)]:
+        target = suite.mha_target(np.float64, **options)
+        params = {name: torch.tensor(value) for name, value in target.module.params.items()}
+        inputs = [torch.tensor(x) for x in target.inputs] * (3 if len(target.inputs) == 1 else 1)
+        keywords = {k: v for k, v in target.torch_forward.keywords.items() if k != "need_weights"}
+        for extra in ({}, {"return_weights": True}, {"return_weights": True, "average_attn_weights": False}):
+            expected = torch_ops.multi_head_attention(params, *inputs, **keywords, **extra)
+            ours = torch_ops.grouped_query_attention(params, *inputs, **keywords, **extra)
+            np.testing.assert_allclose(ours.numpy(), expected.numpy(), rtol=1e-12, atol=1e-14)
