@@ -281,3 +281,33 @@ def test_the_grouped_query_reference_is_torchs_function_when_every_head_has_its_
             expected = torch_ops.multi_head_attention(params, *inputs, **keywords, **extra)
             ours = torch_ops.grouped_query_attention(params, *inputs, **keywords, **extra)
             np.testing.assert_allclose(ours.numpy(), expected.numpy(), rtol=1e-12, atol=1e-14)
+
+
+# --- the optimizer tier (torch only) -------------------------------------------------------------
+
+def test_every_optimizer_of_the_library_has_entries():
+    from gradcheck.tiers import optimizers
+    from numpy_attention import optim
+
+    assert "Adam" in optimizers.optimizer_classes()
+    names = {entry.name for entry in ENTRIES}
+    for name in optimizers.optimizer_classes():
+        assert hasattr(optim, name) and f"optim/{name}/defaults" in names
+
+
+@pytest.mark.parametrize("line, wrong, caught", [
+    ("bias_correction2_sqrt = math.sqrt(1.0 - beta2**self.step_count)",
+     "bias_correction2_sqrt = 1.0  # WRONG: no bias correction of v", "optim/Adam/defaults"),
+    ("grad = grad + self.weight_decay * param",
+     "grad = grad + self.weight_decay * param * param  # WRONG: not L2", "optim/Adam/weight-decay"),
+    ("v = np.maximum(state[\"v_max\"], v, out=state[\"v_max\"])",
+     "np.maximum(state[\"v_max\"], v, out=state[\"v_max\"])  # WRONG: v_max kept, not used",
+     "optim/Adam/amsgrad-weight-decay"),
+])
+def test_a_wrong_adam_step_fails_the_optimizer_tier(monkeypatch, line, wrong, caught):
+    pytest.importorskip("torch")
+    from numpy_attention import optim
+
+    assert caught not in failing(entries("optim/Adam/"))
+    monkeypatch.setattr(optim.Adam, "step", planted(optim.Adam.step, (line, wrong)))
+    assert caught in failing(entries("optim/Adam/"))

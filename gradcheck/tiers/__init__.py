@@ -11,6 +11,6 @@
 
 from __future__ import annotations
 
-from . import dropout, stress, tiles, weights
+from . import dropout, optimizers, stress, tiles, weights
 
-TIER_ENTRIES = [*tiles.ENTRIES, *stress.ENTRIES, *dropout.ENTRIES, *weights.ENTRIES]
+TIER_ENTRIES = [*tiles.ENTRIES, *stress.ENTRIES, *dropout.ENTRIES, *weights.ENTRIES, *optimizers.ENTRIES]
