@@ -311,3 +311,27 @@ def test_a_wrong_adam_step_fails_the_optimizer_tier(monkeypatch, line, wrong, ca
     assert caught not in failing(entries("optim/Adam/"))
     monkeypatch.setattr(optim.Adam, "step", planted(optim.Adam.step, (line, wrong)))
     assert caught in failing(entries("optim/Adam/"))
+
+
+# --- MultiHeadAttention's options in pairs ---------------------------------------------------------
+
+def test_the_pairs_cover_every_pair_of_option_values():
+    from gradcheck.tiers import mha_pairs
+
+    wanted, covered = mha_pairs.covered_pairs()
+    assert len(wanted) == 378 and wanted <= covered
+    assert all(mha_pairs.allowed(dict(zip(mha_pairs.OPTIONS, row))) for row in mha_pairs.PAIRS)
+    assert len({mha_pairs.pair_name(dict(zip(mha_pairs.OPTIONS, row))) for row in mha_pairs.PAIRS}) == 17
+
+
+def test_appended_keys_blocked_by_a_boolean_mask_fail_the_pairs(monkeypatch):
+    """A combination no per-op entry has: boolean masks with add_bias_kv / add_zero_attn."""
+    pytest.importorskip("torch")
+    from numpy_attention.multihead import masks, module
+
+    line = "masks = [np.pad(m, padding, constant_values=0.0 if additive else True) for m in masks]"
+    wrong = planted(masks.merge_masks, (line, line.replace("else True", "else False") + "  # WRONG: blocked"))
+    monkeypatch.setattr(module, "merge_masks", wrong)
+    caught = failing(entries("MultiHeadAttention-pairs/"))
+    assert len(caught) >= 3 and all("mask-bool" in name and "add-" in name for name in caught)
+    assert failing(entries("MultiHeadAttention/")) == []

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
-from . import dropout, optimizers, stress, tiles, weights
+from . import dropout, mha_pairs, optimizers, stress, tiles, weights
 
-TIER_ENTRIES = [*tiles.ENTRIES, *stress.ENTRIES, *dropout.ENTRIES, *weights.ENTRIES, *optimizers.ENTRIES]
+TIER_ENTRIES = [*tiles.ENTRIES, *stress.ENTRIES, *dropout.ENTRIES, *weights.ENTRIES, *mha_pairs.ENTRIES,
+                *optimizers.ENTRIES]

@@ -21,7 +21,7 @@ from ..check import align_gradients, input_slots, replaying, split_forward_resul
 from ..module_check import module_as_pair
 from ..reference import REFERENCE_TOLERANCES, require_torch, torch_reference
 from ..report import Report, Row, compare
-from ..suite import Target
+from ..targets import Target
 
 
 @dataclass

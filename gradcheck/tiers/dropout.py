@@ -29,7 +29,7 @@ import numpy as np
 import numpy_attention as na
 
 from ..report import Report, compare
-from ..suite import Entry, Target, attention_pair, normal
+from ..targets import Entry, Target, attention_pair, normal
 from .common import TierTarget
 
 Z_SCORE = 5.0  # standard deviations of the kept fraction allowed

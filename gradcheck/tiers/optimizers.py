@@ -20,7 +20,7 @@ from numpy_attention import optim
 
 from ..reference import REFERENCE_TOLERANCES, require_torch
 from ..report import Report, compare
-from ..suite import Entry
+from ..targets import Entry
 from .common import TierTarget
 
 STEPS = 6

@@ -20,7 +20,7 @@ from numpy_attention import functional as F
 from numpy_attention.kernels.schedule import tile_limits
 
 from .. import torch_ops
-from ..suite import Entry, Target, attention_pair, mha_target, normal, scores_shape
+from ..targets import Entry, Target, attention_pair, mha_target, normal, scores_shape
 from .common import as_tier, torch_module_run, torch_pair_run
 
 TORCH_ONLY = "torch-only tier: compared with torch, NaN placement included"

@@ -17,7 +17,7 @@ import numpy as np
 
 from numpy_attention.kernels.schedule import tile_limits
 
-from ..suite import Entry, attention_target, mha_target, sdpa_module_target
+from ..targets import Entry, attention_target, mha_target, sdpa_module_target
 from .common import as_tier
 
 TILE_ROWS = 2  # the dense kernel's query tiles (and the flash kernel's default blocks) under tile_limits

@@ -28,7 +28,7 @@ from numpy_attention.kernels.schedule import tile_limits
 
 from ..reference import REFERENCE_TOLERANCES, require_torch
 from ..report import Report, compare, failed
-from ..suite import Entry, Target, make_mask, mha_target, normal
+from ..targets import Entry, Target, make_mask, mha_target, normal
 from .common import TierTarget, as_tier
 
 TORCH_ONLY = "weights tier: the returned weights against torch"
@@ -49,7 +49,7 @@ def mha_weights_check(target: Target, average: bool) -> Report:
     torch = require_torch()
     module = target.module
     state = module.rng.bit_generator.state
-    _, weights = module(*target.inputs, **target.forward_kwargs, average_attn_weights=average)
+    _, weights = module(*target.inputs, **{**target.forward_kwargs, "average_attn_weights": average})
     module.rng.bit_generator.state = state
     params = {name: torch.tensor(value, dtype=torch.float64) for name, value in module.params.items()}
     inputs = [torch.tensor(x, dtype=torch.float64) for x in target.inputs]
