@@ -34,9 +34,9 @@ from .common import TierTarget, as_tier
 TORCH_ONLY = "weights tier: the returned weights against torch"
 
 
-def weights_report(title: str, rows: list, method: str) -> Report:
-    atol, rtol = REFERENCE_TOLERANCES[np.dtype(np.float64)]
-    return Report(title=title, rows=rows, method=method, dtype="float64", atol=atol, rtol=rtol,
+def weights_report(title: str, rows: list, method: str, dtype: Any = np.float64) -> Report:
+    atol, rtol = REFERENCE_TOLERANCES[np.dtype(dtype)]
+    return Report(title=title, rows=rows, method=method, dtype=str(np.dtype(dtype)), atol=atol, rtol=rtol,
                   labels=("numpy", "torch"))
 
 
@@ -54,9 +54,9 @@ def mha_weights_check(target: Target, average: bool) -> Report:
     params = {name: torch.tensor(value, dtype=torch.float64) for name, value in module.params.items()}
     inputs = [torch.tensor(x, dtype=torch.float64) for x in target.inputs]
     expected = target.torch_forward(params, *inputs, return_weights=True, average_attn_weights=average)
-    row = compare("weights", weights, expected.detach().numpy(), *REFERENCE_TOLERANCES[np.dtype(np.float64)])
+    row = compare("weights", weights, expected.detach().numpy(), *REFERENCE_TOLERANCES[weights.dtype])
     return weights_report(f"MultiHeadAttention weights ({'averaged' if average else 'per head'})", [row],
-                          torch_method())
+                          torch_method(), weights.dtype)
 
 
 def mha_weights_entry(name: str, average: bool = True, **options: Any) -> Entry:
