@@ -157,16 +157,22 @@ def cross_entropy_stress_target(dtype: np.dtype, reduction: str = "mean") -> Tar
 def mha_stress_target(dtype: np.dtype, *, nan: str | None = None, impl: str = "dense", **options: Any) -> Target:
     """MHA (need_weights=False: torch's SDPA path) with large float mask entries, a NaN in one input if asked.
 
+    ``nan``: "query", "key", "value" (entry (1, 2, 3)), "attn_mask" (one entry of the float mask), or
+    "padding" (not a NaN: batch entry 1's keys all padded, rows with no visible key).
+
     A tenth of each float mask's finite entries become +800 and a tenth -1e4 (key 0 stays allowed):
     some rows saturate, not all, so every gradient keeps a scale of its own (when all rows saturate,
     the projections' gradients vanish to rounding, ~1e-11 against torch's ~1e-259: no measure of a bug).
     """
     target = mha_target(dtype, need_weights=False, impl=impl, **options)
     inputs = list(target.inputs)
-    if nan is not None:
+    if nan in ("query", "key", "value"):
         position = {"query": 0, "key": 1, "value": 2}[nan]
         inputs[position] = put_nan(inputs[position], (1, 2, 3))
     target.inputs = tuple(inputs)
+    if nan == "padding":
+        target.forward_kwargs["key_padding_mask"][1] = True if target.forward_kwargs[
+            "key_padding_mask"].dtype == np.bool_ else -np.inf
     target.skip_finite_differences = TORCH_ONLY
     rng = np.random.default_rng(34)
     masks = {}
@@ -177,6 +183,10 @@ def mha_stress_target(dtype: np.dtype, *, nan: str | None = None, impl: str = "d
             large = np.where(draw < 0.1, 800.0, np.where(draw > 0.9, -1e4, mask))
             large[..., 0] = mask[..., 0]
             masks[name] = target.forward_kwargs[name] = np.where(np.isfinite(mask), large, mask).astype(mask.dtype)
+    if nan == "attn_mask":
+        masks["attn_mask"] = target.forward_kwargs["attn_mask"] = put_nan(target.forward_kwargs["attn_mask"], (1, 2, 0))
+    if nan == "padding":
+        masks["key_padding_mask"] = target.forward_kwargs["key_padding_mask"]
     target.torch_forward = functools.partial(target.torch_forward, **masks)
     return as_tier(target, own_torch=lambda: torch_module_run(target))
 
@@ -191,6 +201,12 @@ def mha_stress_entries(impl: str) -> list[Entry]:
               lambda dt: mha_stress_target(dt, nan="key", keys=4, impl=impl)),
         Entry(f"stress/MultiHeadAttention/{impl}-nan-in-query-bool-masks",
               lambda dt: mha_stress_target(dt, nan="query", keys=4, masks="bool", impl=impl)),
+        Entry(f"stress/MultiHeadAttention/{impl}-nan-in-value-causal",
+              lambda dt: mha_stress_target(dt, nan="value", keys=4, is_causal=True, impl=impl)),
+        Entry(f"stress/MultiHeadAttention/{impl}-nan-in-float-attn-mask",
+              lambda dt: mha_stress_target(dt, nan="attn_mask", keys=4, masks="float", impl=impl)),
+        Entry(f"stress/MultiHeadAttention/{impl}-all-keys-padded",
+              lambda dt: mha_stress_target(dt, nan="padding", keys=4, masks="bool", impl=impl)),
     ]
 
 
