@@ -335,3 +335,13 @@ def test_appended_keys_blocked_by_a_boolean_mask_fail_the_pairs(monkeypatch):
     caught = failing(entries("MultiHeadAttention-pairs/"))
     assert len(caught) >= 3 and all("mask-bool" in name and "add-" in name for name in caught)
     assert failing(entries("MultiHeadAttention/")) == []
+
+
+def test_nan_aware_comparison_requires_the_same_nan_and_inf_places():
+    from gradcheck.tiers.common import compare_nan_aware
+
+    expected = np.array([1.0, np.nan, np.inf, -np.inf])
+    assert compare_nan_aware("x", expected + 1e-14, expected, 1e-12, 1e-10).passed
+    for wrong in ([1.0, 0.0, np.inf, -np.inf], [np.nan, np.nan, np.inf, -np.inf], [1.0, np.nan, -np.inf, -np.inf],
+                  [1.0 + 1e-6, np.nan, np.inf, -np.inf]):
+        assert not compare_nan_aware("x", np.array(wrong), expected, 1e-12, 1e-10).passed

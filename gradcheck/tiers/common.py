@@ -11,8 +11,7 @@ and inf spread every implementation here follows.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -72,7 +71,7 @@ def compare_nan_aware(name: str, actual: np.ndarray, expected: np.ndarray, atol:
     nonfinite = int(np.count_nonzero(~np.isfinite(expected)))
     note = f"{nonfinite} NaN/inf placed as torch's" if nonfinite else ""
     if not misplaced.any():
-        return Row(**{**row.__dict__, "note": note})
+        return replace(row, note=note)
     index = tuple(int(i) for i in np.argwhere(misplaced)[0])
     return Row(name, actual.shape, "FAIL", row.max_abs_error, row.max_rel_error, index, float(actual[index]),
                float(expected[index]), int(np.count_nonzero(misplaced)) + row.num_failed, actual.size,
@@ -124,12 +123,6 @@ def torch_module_run(target: Target, dout: Callable | None = None) -> Report:
 
         return nan_aware_run(f"compare_module_with_torch({type(target.module).__name__}), NaN-aware",
                              pair.forward, pair.backward, slots, torch_reference(torch_function, slots), dout)
-
-
-def single_row_report(title: str, rows: Sequence[Row], method: str, atol: float = 0.0, rtol: float = 0.0,
-                      labels: tuple[str, str] = ("numpy", "expected")) -> Report:
-    """A report of rows computed by a tier's own check."""
-    return Report(title=title, rows=list(rows), method=method, dtype="float64", atol=atol, rtol=rtol, labels=labels)
 
 
 def as_tier(target: Target, **extra: Any) -> TierTarget:
