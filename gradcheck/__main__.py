@@ -68,7 +68,7 @@ def run_entry(entry: Entry, dtype: np.dtype, fast: bool, use_torch: bool) -> dic
 
 def _line(name: str, report: Report) -> str:
     worst = report.worst()
-    kind = "torch" if report.labels[1] == "torch" else "finite differences"
+    kind = {"torch": "torch", "numeric": "finite differences"}.get(report.labels[1], report.labels[1])
     rel = f"{worst.max_rel_error:.1e} ({worst.name})" if worst is not None and worst.max_rel_error is not None else "-"
     status = "ok" if report.passed else "FAIL"
     return f"  {name:<44} {kind:<19} {len(report.rows):>7}  {rel:<22} {status}"

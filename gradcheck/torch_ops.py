@@ -10,7 +10,6 @@ textbook composition with our keep-mask.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 from unittest import mock
 
@@ -77,24 +76,27 @@ def multi_head_attention(
     key_padding_mask: np.ndarray | None = None, attn_mask: np.ndarray | None = None, is_causal: bool = False,
     need_weights: bool = True, batch_first: bool = True, add_zero_attn: bool = False,
     dropout_mask: np.ndarray | None = None, dropout_p: float = 0.0,
+    return_weights: bool = False, average_attn_weights: bool = True,
 ) -> Any:
-    """``MultiHeadAttention``'s output from its parameters (keyed as ``module.params``) with torch.
+    """``MultiHeadAttention``'s output (or, with ``return_weights``, its weights) from its parameters with torch.
 
     Runs ``torch.nn.functional.multi_head_attention_forward`` with separate q/k/v
     weights: torch's own code for masks, ``bias_k``/``bias_v``, ``add_zero_attn``,
     kdim/vdim and layouts. With a ``dropout_mask``, torch's ``dropout`` is
     swapped for the call by one that applies our mask. Grouped-query
     configurations (fewer k/v heads), which torch's function lacks, go through
-    :func:`grouped_query_attention`.
+    :func:`grouped_query_attention`. The weights are torch's: after dropout,
+    averaged over the heads if ``average_attn_weights``.
     """
     torch = require_torch()
     key = query if key is None else key
     value = query if value is None else value
     embed_dim = params["q_proj.weight"].shape[0]
     if params["k_proj.weight"].shape[0] != embed_dim:
-        return grouped_query_attention(params, query, key, value, num_heads=num_heads, is_causal=is_causal,
-                                       batch_first=batch_first, dropout_mask=dropout_mask, dropout_p=dropout_p,
-                                       unsupported=[key_padding_mask, attn_mask] + [params.get("bias_k")])
+        return grouped_query_attention(
+            params, query, key, value, num_heads=num_heads, key_padding_mask=key_padding_mask, attn_mask=attn_mask,
+            is_causal=is_causal, batch_first=batch_first, add_zero_attn=add_zero_attn, dropout_mask=dropout_mask,
+            dropout_p=dropout_p, return_weights=return_weights, average_attn_weights=average_attn_weights)
     batched = query.dim() == 3
 
     def seq_first(x: Any) -> Any:
@@ -118,29 +120,35 @@ def multi_head_attention(
 
     swap = dropout_with_our_mask if dropout_mask is not None else torch.nn.functional.dropout
     with mock.patch.object(torch.nn.functional, "dropout", swap):
-        out, _ = torch.nn.functional.multi_head_attention_forward(
+        out, weights = torch.nn.functional.multi_head_attention_forward(
             q, k, v, embed_dim, num_heads, None, None if biases[0] is None else torch.cat(biases),
             params.get("bias_k"), params.get("bias_v"), add_zero_attn, dropout_p, params["out_proj.weight"],
             params.get("out_proj.bias"), training=dropout_mask is not None, **masks,
-            need_weights=need_weights or dropout_mask is not None,  # the path that calls dropout()
+            need_weights=need_weights or return_weights or dropout_mask is not None,  # the path that calls dropout()
             use_separate_proj_weight=True, q_proj_weight=params["q_proj.weight"],
             k_proj_weight=params["k_proj.weight"], v_proj_weight=params["v_proj.weight"],
+            average_attn_weights=average_attn_weights,
         )
+    if return_weights:
+        return weights if batched else weights[0]
     return out.transpose(0, 1) if batched and batch_first else out if batched else out.squeeze(1)
 
 
 def grouped_query_attention(
-    params: dict, query: Any, key: Any, value: Any, *, num_heads: int, is_causal: bool = False,
-    batch_first: bool = True, dropout_mask: np.ndarray | None = None, dropout_p: float = 0.0,
-    unsupported: Sequence[Any] = (),
+    params: dict, query: Any, key: Any, value: Any, *, num_heads: int, key_padding_mask: np.ndarray | None = None,
+    attn_mask: np.ndarray | None = None, is_causal: bool = False, batch_first: bool = True,
+    add_zero_attn: bool = False, dropout_mask: np.ndarray | None = None, dropout_p: float = 0.0,
+    return_weights: bool = False, average_attn_weights: bool = True,
 ) -> Any:
-    """Grouped-query multi-head attention from torch ops: projections, :func:`attention`, output projection.
+    """Grouped-query multi-head attention from torch ops, with torch MultiheadAttention's every option.
 
-    Covers causal masking and dropout; masks and appended keys are left to the
-    finite-difference checks (a ValueError says so).
+    Projections; ``bias_k``/``bias_v`` then a zero key/value appended (``add_zero_attn``);
+    k/v heads repeated for their G query heads (``repeat_interleave``); the masks in
+    torch's MultiheadAttention convention (boolean True = not allowed, float added;
+    ``attn_mask`` (L, S) or (N * H, L, S), ``key_padding_mask`` (N, S); ``is_causal``
+    alone builds the causal mask), padded with 0 for the appended keys; softmax (a row
+    with no visible key gives 0, as ours); our dropout mask; the output projection.
     """
-    if any(option is not None for option in unsupported):
-        raise ValueError("the torch reference for grouped-query attention takes no masks and no bias_k/bias_v")
     torch = require_torch()
     linear = torch.nn.functional.linear
     batched = query.dim() == 3
@@ -148,11 +156,43 @@ def grouped_query_attention(
     def batch_first_3d(x: Any) -> Any:
         return x.unsqueeze(0) if not batched else x if batch_first else x.transpose(0, 1)
 
-    projected = [linear(batch_first_3d(x), params[f"{name}_proj.weight"], params.get(f"{name}_proj.bias"))
-                 for x, name in zip((query, key, value), "qkv")]
-    head_dim = projected[0].shape[-1] // num_heads
-    q, k, v = (x.unflatten(-1, (-1, head_dim)).transpose(1, 2) for x in projected)
-    heads = attention(q, k, v, is_causal=is_causal, dropout_mask=dropout_mask, dropout_p=dropout_p)
+    q, k, v = (linear(batch_first_3d(x), params[f"{name}_proj.weight"], params.get(f"{name}_proj.bias"))
+               for x, name in zip((query, key, value), "qkv"))
+    batch, queries, keys = q.shape[0], q.shape[1], k.shape[1]
+    if "bias_k" in params:
+        k = torch.cat([k, params["bias_k"].expand(batch, 1, -1)], dim=1)
+        v = torch.cat([v, params["bias_v"].expand(batch, 1, -1)], dim=1)
+    if add_zero_attn:
+        k = torch.cat([k, k.new_zeros(batch, 1, k.shape[-1])], dim=1)
+        v = torch.cat([v, v.new_zeros(batch, 1, v.shape[-1])], dim=1)
+    appended = k.shape[1] - keys
+    head_dim = q.shape[-1] // num_heads
+    group = num_heads // (k.shape[-1] // head_dim)
+    q, k, v = (x.unflatten(-1, (-1, head_dim)).transpose(1, 2) for x in (q, k, v))
+    k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+    scores = q @ k.transpose(-1, -2) / math.sqrt(head_dim)  # (N, H, L, S')
+
+    def additive(mask: Any, shape: tuple) -> Any:
+        mask = as_mask_tensor(mask, q.dtype)
+        if mask.dtype == torch.bool:
+            mask = torch.zeros(mask.shape, dtype=q.dtype).masked_fill(mask, -torch.inf)
+        return torch.nn.functional.pad(mask.reshape(shape), (0, appended))
+
+    if attn_mask is not None:
+        shape = (1, 1, queries, keys) if np.ndim(attn_mask) == 2 else (batch, num_heads, queries, keys)
+        scores = scores + additive(attn_mask, shape)
+    elif is_causal:
+        scores = scores + additive(np.triu(np.ones((queries, keys), dtype=bool), 1), (1, 1, queries, keys))
+    if key_padding_mask is not None:
+        scores = scores + additive(key_padding_mask, (batch, 1, 1, keys))
+    empty = torch.isneginf(scores).all(dim=-1, keepdim=True)
+    weights = torch.softmax(scores.masked_fill(empty, 0.0), dim=-1).masked_fill(empty, 0.0)
+    if dropout_mask is not None:
+        weights = weights * torch.as_tensor(dropout_mask, dtype=q.dtype).reshape(weights.shape) / (1 - dropout_p)
+    if return_weights:
+        returned = weights.mean(dim=1) if average_attn_weights else weights
+        return returned if batched else returned[0]
+    heads = weights @ v
     out = linear(heads.transpose(1, 2).flatten(2), params["out_proj.weight"], params.get("out_proj.bias"))
     return out[0] if not batched else out if batch_first else out.transpose(0, 1)
 

@@ -41,9 +41,22 @@ def test_suite_covers_every_op_and_module():
     assert len({entry.name for entry in ENTRIES}) == len(ENTRIES)
 
 
+def test_suite_has_the_tiers_of_what_small_inputs_cannot_show():
+    families = {entry.name.split("/")[0] for entry in ENTRIES}
+    assert {"tiles", "stress", "dropout", "weights", "MultiHeadAttention-pairs", "optim"} <= families
+    for impl in ("dense", "flash", "textbook", "textbook-flash"):
+        for tier in ("tiles", "stress", "dropout"):
+            assert any(entry.name.startswith(f"{tier}/{impl}/") for entry in ENTRIES)
+
+
+def test_torch_only_tiers_say_they_were_skipped_without_torch(capsys):
+    assert cli.main(["--only", "stress/dense/nan-in-q", "--no-torch"]) == 0
+    assert "skipped: torch-only tier" in capsys.readouterr().out
+
+
 def test_only_and_json(tmp_path, capsys):
     path = tmp_path / "out" / "report.json"
-    assert cli.main(["--only", "softmax", "--json", str(path), "--no-torch"]) == 0
+    assert cli.main(["--only", "softmax/*", "--json", str(path), "--no-torch"]) == 0
     data = json.loads(path.read_text())
     assert data["passed"] is True and data["torch"] is None and data["dtype"] == "float64"
     assert [e["name"] for e in data["entries"]] == ["softmax/last-axis", "softmax/axis-0", "softmax/axis-1"]

@@ -74,7 +74,9 @@ def default_block_size(dtype: np.dtype, head_dim: int) -> tuple[int, int]:
 def _block_shape(block_size: Any, dtype: np.dtype, head_dim: int) -> tuple[int, int]:
     """``block_size`` as (query rows, keys): an int is a square tile, None the default."""
     if block_size is None:
-        return default_block_size(dtype, head_dim)
+        rows, keys = default_block_size(dtype, head_dim)
+        limit = schedule.tile_row_limit()  # schedule.tile_limits(rows=...): small tiles for the checks
+        return (rows, keys) if limit is None else (min(rows, limit), min(keys, limit))
     if isinstance(block_size, tuple) and len(block_size) == 2:
         return check_positive_int(block_size[0], "block_size[0]"), check_positive_int(block_size[1], "block_size[1]")
     size = check_positive_int(block_size, "block_size")
@@ -231,7 +233,7 @@ def flash_attention_forward(
     a pair (rows, keys) tiles of that shape. Any positive sizes give the same
     result up to rounding; None picks :func:`default_block_size` (512 x 256
     in float32 and 256 x 128 in float64 for E = 64), whose tile fits in a
-    per-core L2 cache.
+    per-core L2 cache (capped by :func:`~numpy_attention.kernels.schedule.tile_limits`).
 
     For each row tile i, the key tiles j update a running row maximum ``m``,
     normaliser ``l`` and unnormalised output ``acc``::

@@ -10,10 +10,13 @@ each writing only its own slices of the outputs.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import math
 import os
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
@@ -32,6 +35,47 @@ CAUSAL_TILE_ROWS = 64
 # Chunks of heads per call, at least (when there are that many heads): enough to share between cores.
 MIN_CHUNKS = 8
 
+# Smaller tiles for the current context (see tile_limits): (rows, bytes), None where the constant rules.
+_tile_limits: contextvars.ContextVar[tuple[int | None, int | None]] = contextvars.ContextVar(
+    "tile_limits", default=(None, None)
+)
+
+
+@contextlib.contextmanager
+def tile_limits(rows: int | None = None, bytes: int | None = None) -> Iterator[None]:  # noqa: A002 - as TILE_BYTES
+    """Cap the dense kernel's tiles at ``rows`` query rows and ``bytes`` of scores, within the ``with`` block.
+
+    For tests and ``python -m gradcheck``: small inputs then span several tiles
+    (and chunks of heads), so a tile-boundary bug shows on a few numbers. The
+    results do not depend on the tile sizes (up to rounding); only the speed does.
+    The caps can only lower ``TILE_ROWS`` / ``TILE_BYTES`` (and ``CAUSAL_TILE_ROWS``).
+    ``rows`` also caps both sides of the flash kernel's default ``block_size``
+    (a ``block_size`` passed to it is used as given), so that the modules, which
+    cannot pass one, run small tiles too.
+    They hold in the calling thread's context, and in the worker threads that run
+    its chunks (:func:`run_chunks` hands its context over); other threads are not
+    affected, and nested blocks restore the outer caps on exit.
+    """
+    for value, name in ((rows, "rows"), (bytes, "bytes")):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"tile_limits: {name} must be a positive int or None; got {value!r}")
+    token = _tile_limits.set((rows, bytes))
+    try:
+        yield
+    finally:
+        _tile_limits.reset(token)
+
+
+def tile_row_limit() -> int | None:
+    """The ``rows`` of an enclosing :func:`tile_limits`, or None."""
+    return _tile_limits.get()[0]
+
+
+def tile_rows_and_bytes() -> tuple[int, int]:
+    """The tile caps in force: ``TILE_ROWS`` and ``TILE_BYTES``, lowered by an enclosing :func:`tile_limits`."""
+    rows, nbytes = _tile_limits.get()
+    return min(TILE_ROWS, rows or TILE_ROWS), min(TILE_BYTES, nbytes or TILE_BYTES)
+
 
 def query_tiles(num_queries: int, num_keys: int, itemsize: int, causal: bool) -> list[tuple[slice, slice]]:
     """(query rows, keys they attend to) for each tile of the (L, S) scores.
@@ -40,7 +84,8 @@ def query_tiles(num_queries: int, num_keys: int, itemsize: int, causal: bool) ->
     needs only the keys up to its last query: the masked upper triangle is
     never computed (its weights are 0).
     """
-    rows = max(1, min(num_queries, TILE_ROWS, TILE_BYTES // max(1, num_keys * itemsize)))
+    tile_rows, tile_bytes = tile_rows_and_bytes()
+    rows = max(1, min(num_queries, tile_rows, tile_bytes // max(1, num_keys * itemsize)))
     if causal:
         rows = min(rows, CAUSAL_TILE_ROWS)
     tiles = []
@@ -100,7 +145,10 @@ def run_chunks(task: Callable[[Any], None], chunks: list, parallel: bool) -> Non
         return
     try:
         with cap, ThreadPoolExecutor(workers) as pool:
-            list(pool.map(task, chunks))  # list() re-raises a task's exception here
+            # Each task runs in a copy of the caller's context, so that tile_limits reaches the workers.
+            futures = [pool.submit(contextvars.copy_context().run, task, chunk) for chunk in chunks]
+            for future in futures:
+                future.result()  # re-raises a task's exception here
     finally:
         _parallel_lock.release()
 
@@ -146,7 +194,7 @@ def attention_chunks(batch: tuple, heads: tuple, tiles: list, num_keys: int, ite
     """
     num_kv_heads, group = heads
     rows, keys = (tiles[0][0].stop - tiles[0][0].start, tiles[0][1].stop) if tiles else (1, num_keys)
-    fits = max(1, TILE_BYTES // max(1, group * rows * num_keys * itemsize))
+    fits = max(1, tile_rows_and_bytes()[1] // max(1, group * rows * num_keys * itemsize))
     if len(tiles) > 1 and keys == num_keys:
         fits = 1
     per_chunk = max(1, min(fits, num_kv_heads, -(-math.prod(batch) * num_kv_heads // MIN_CHUNKS)))
