@@ -130,10 +130,10 @@ def test_a_causal_tile_without_its_offset_fails_the_dense_causal_entries(monkeyp
 
 
 def test_textbook_flash_diagonal_offset_fails(monkeypatch):
-    line = "visible = np.arange(j.start, j.stop) <= np.arange(i.start, i.stop)[:, None]"
-    wrong = planted(F.flash.tile_mask, (line, "visible = np.arange(j.stop - j.start) <= "
-                                              "np.arange(i.stop - i.start)[:, None]  # WRONG: tile-local"))
-    monkeypatch.setattr(F.flash, "tile_mask", wrong)
+    line = "query_pos, key_pos = positions(Q.shape[-2], K.shape[-2], cache.query_offset)"
+    wrong = planted(F.flash.tile_scores, (line, "query_pos, key_pos = positions(Q.shape[-2], K.shape[-2], "
+                                                "cache.query_offset - i.start + j.start)  # WRONG: the tile's offset"))
+    monkeypatch.setattr(F.flash, "tile_scores", wrong)
     assert "tiles/textbook-flash/causal-L<T" in failing(entries("tiles/textbook-flash/causal"))
 
 
@@ -298,8 +298,8 @@ def test_every_optimizer_of_the_library_has_entries():
 @pytest.mark.parametrize("line, wrong, caught", [
     ("bias_correction2_sqrt = math.sqrt(1.0 - beta2**self.step_count)",
      "bias_correction2_sqrt = 1.0  # WRONG: no bias correction of v", "optim/Adam/defaults"),
-    ("grad = grad + self.weight_decay * param",
-     "grad = grad + self.weight_decay * param * param  # WRONG: not L2", "optim/Adam/weight-decay"),
+    ("grad = grad + weight_decay * param",
+     "grad = grad + weight_decay * param * param  # WRONG: not L2", "optim/Adam/weight-decay"),
     ("v = np.maximum(state[\"v_max\"], v, out=state[\"v_max\"])",
      "np.maximum(state[\"v_max\"], v, out=state[\"v_max\"])  # WRONG: v_max kept, not used",
      "optim/Adam/amsgrad-weight-decay"),

@@ -108,7 +108,7 @@ def mha_dropout_check(module: na.MultiHeadAttention, query: np.ndarray, key: np.
 
 def mha_dropout_target(dtype: np.dtype, impl: str, p: float) -> Target:
     """MHA, 4 heads, batch 2, 24 queries and 24 keys (batch first), biases non-zero."""
-    module = na.MultiHeadAttention(8, 4, dropout=p, impl=impl, rng=np.random.default_rng(41))
+    module = na.MultiHeadAttention(8, 4, dropout=p, batch_first=True, impl=impl, rng=np.random.default_rng(41))
     for name, value in module.params.items():
         if "bias" in name:
             value[...] = np.random.default_rng(42).standard_normal(value.shape)

@@ -164,7 +164,7 @@ def mha_stress_target(dtype: np.dtype, *, nan: str | None = None, impl: str = "d
     some rows saturate, not all, so every gradient keeps a scale of its own (when all rows saturate,
     the projections' gradients vanish to rounding, ~1e-11 against torch's ~1e-259: no measure of a bug).
     """
-    target = mha_target(dtype, need_weights=False, impl=impl, **options)
+    target = mha_target(dtype, need_weights=False, impl=impl, **{"batch_first": True, **options})  # (N, L, E)
     inputs = list(target.inputs)
     if nan in ("query", "key", "value"):
         position = {"query": 0, "key": 1, "value": 2}[nan]
