@@ -12,6 +12,7 @@ pairs faster. The modules here own parameters and run the kernels by default.
 from . import functional, kernels, optim
 from .kernels import scaled_dot_product_attention
 from .layers import Embedding, Linear, ScaledDotProductAttention
+from .modern import CausalSelfAttention
 from .module import Module
 from .multihead import MultiHeadAttention
 from .norms import RMSNorm
@@ -21,6 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Adam",
+    "CausalSelfAttention",
     "Embedding",
     "Linear",
     "Module",
