@@ -430,3 +430,7 @@ ENTRIES += [
     Entry("score_mod/softcap-alibi", lambda dt: score_mod_target(dt, softcap=2.0, alibi=True)),
     Entry("sinks/window-empty-row", sink_softmax_target),
 ]
+
+from .suite_modern import MODERN_ENTRIES  # noqa: E402 - the entries of today's attention, in a file of their own
+
+ENTRIES += MODERN_ENTRIES

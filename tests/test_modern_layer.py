@@ -269,3 +269,17 @@ def test_bad_forward_and_backward_calls_are_named():
     layer(np.zeros((1, 3, 8)))
     with pytest.raises(ValueError, match="dout"):
         layer.backward(np.zeros((1, 4, 8)))
+
+
+def test_python_m_gradcheck_lists_every_option_and_layer_config_per_impl():
+    from gradcheck.suite import ENTRIES
+    from gradcheck.suite_modern import MODERN_ENTRIES, MODERN_IMPLS
+
+    names = [entry.name for entry in ENTRIES]
+    assert all(entry.name in names for entry in MODERN_ENTRIES) and len(set(names)) == len(names)
+    assert set(IMPLS) <= set(MODERN_IMPLS)
+    for impl in MODERN_IMPLS:
+        ours = " ".join(name for name in names if name.startswith("modern/") and name.endswith(f"/{impl}"))
+        for option in ("softcap", "alibi", "window", "sinks", "offset", "empty-rows", "everything",
+                       "CausalSelfAttention/mha-rope", "qk-norm", "interleaved", "mqa", "positions", "dropout"):
+            assert option in ours, (impl, option)
