@@ -50,6 +50,7 @@ REQUIRED_SECTIONS = [
     "ALiBi",
     "Sliding window and causal masks as a predicate",
     "Attention sinks",
+    "The modern attention layer",
 ]
 # Prefixes under which a dotted name is somebody else's: NumPy, torch, the standard library.
 FOREIGN_PREFIXES = {"np", "numpy", "torch", "math", "matplotlib", "plt", "self"}
