@@ -283,3 +283,21 @@ def test_python_m_gradcheck_lists_every_option_and_layer_config_per_impl():
         for option in ("softcap", "alibi", "window", "sinks", "offset", "empty-rows", "everything",
                        "CausalSelfAttention/mha-rope", "qk-norm", "interleaved", "mqa", "positions", "dropout"):
             assert option in ours, (impl, option)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_editing_the_returned_output_or_reading_frozen_input_leaves_the_backward_alone(impl):
+    options = dict(num_heads=4, num_kv_heads=2, qk_norm=True, window=(2, 0), sinks=True, bias=True)
+    rng = np.random.default_rng(16)
+    x, dout = random_like(rng, (2, 5, EMBED)), random_like(rng, (2, 5, EMBED))
+    x.flags.writeable = False
+    results = []
+    for edit in (False, True):
+        layer = make_layer(options, impl)
+        out = layer(x)
+        if edit:
+            out[...] = 1e6
+        results.append((layer.backward(dout), {name: grad.copy() for name, grad in layer.grads.items()}))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    for name in results[0][1]:
+        np.testing.assert_array_equal(results[0][1][name], results[1][1][name], err_msg=name)
