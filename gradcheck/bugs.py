@@ -341,3 +341,59 @@ BUGS += [
         "(half-split) layout", REFERENCE, wrong=lambda: _rope_case(interleaved=True),
         right=lambda: _rope_case(interleaved=False)),
 ]
+
+
+# --- forward bugs of the options: the cap after the mask, the window's edge ------------------------
+
+ATTENTION_FORWARD_MISTAKES: dict[str, tuple[tuple[str, str], ...]] = {
+    "softcap-after-mask": (
+        ("S, mod = score_mod_forward(scale * (Q @ K.swapaxes(-1, -2)), i, j, softcap=softcap, "
+         "alibi_slopes=alibi_slopes)",
+         "S, mod = score_mod_forward(scale * (Q @ K.swapaxes(-1, -2)), i, j, alibi_slopes=alibi_slopes)"),
+        ("S = S + M  # (..., Hq, L, T)",
+         "S, mod = score_mod_forward(S + M, i, j, softcap=softcap)  # WRONG: c tanh(-inf / c) = -c, not -inf"),
+    ),
+    "window-off-by-one": (
+        ("M = additive_mask(attn_mask, visible(i, j, is_causal=is_causal, window=window), q.dtype)",
+         "M = additive_mask(attn_mask, visible(i, j, is_causal=is_causal, window=(window[0] + 1, window[1])), "
+         "q.dtype)  # WRONG: i - left <= j, not i - left - 1 <= j"),
+    ),
+}
+
+
+def loop_attention_with_options(q: np.ndarray, k: np.ndarray, v: np.ndarray, *, softcap: float | None = None,
+                                window: tuple | None = None) -> np.ndarray:
+    """An independent reference: causal attention one (batch, head, query) row at a time, keys j <= i only."""
+    out = np.zeros(q.shape[:-1] + v.shape[-1:])
+    left = None if window is None else window[0]
+    for index in np.ndindex(*q.shape[:-2]):
+        for i in range(q.shape[-2]):
+            keys = [j for j in range(i + 1) if left is None or i - j <= left]
+            scores = np.array([q[index][i] @ k[index][j] / math.sqrt(q.shape[-1]) for j in keys])
+            if softcap is not None:
+                scores = softcap * np.tanh(scores / softcap)
+            weights = np.exp(scores - scores.max())
+            out[index][i] = weights / weights.sum() @ v[index][keys]
+    return out
+
+
+def _causal_option_case(mistake: str | None, **options: Any) -> Case:
+    """Causal attention with ``options`` on (1, 2, 6, 4) data of large scores, the textbook or a planted forward."""
+    forward = F.attention_forward if mistake is None else planted(F.attention_forward,
+                                                                   *ATTENTION_FORWARD_MISTAKES[mistake])
+    q, k, v = _normal((1, 2, 6, 4), (1, 2, 6, 4), (1, 2, 6, 3), seed=9)
+    return Case(functools.partial(forward, is_causal=True, **options), F.attention_backward, (3 * q, 3 * k, v),
+                torch_forward=functools.partial(torch_ops.attention_with_options, is_causal=True, **options),
+                numpy_reference=functools.partial(loop_attention_with_options, **options))
+
+
+BUGS += [
+    Bug("softcap-after-mask", "the soft-cap applied after the causal mask: a masked score becomes -c, not -inf, "
+        "and every query sees the future", REFERENCE,
+        wrong=lambda: _causal_option_case("softcap-after-mask", softcap=2.0),
+        right=lambda: _causal_option_case(None, softcap=2.0)),
+    Bug("window-off-by-one", "the sliding window's left edge one key too far (a window of W keys taken as "
+        "left = W, not W - 1)", REFERENCE,
+        wrong=lambda: _causal_option_case("window-off-by-one", window=(2, 0)),
+        right=lambda: _causal_option_case(None, window=(2, 0))),
+]

@@ -350,3 +350,8 @@ ENTRIES += [
 from .tiers import TIER_ENTRIES  # noqa: E402 - the tiers' entries after the per-op ones
 
 ENTRIES += TIER_ENTRIES
+
+# --- today's attention options and CausalSelfAttention (gradcheck/suite_modern.py) ---
+from .suite_modern import MODERN_ENTRIES  # noqa: E402 - the entries of today's attention, in a file of their own
+
+ENTRIES += MODERN_ENTRIES

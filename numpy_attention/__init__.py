@@ -13,6 +13,7 @@ from . import functional, kernels, optim
 from .blocks import GELU, LayerNorm
 from .kernels import scaled_dot_product_attention
 from .layers import Embedding, Linear, ScaledDotProductAttention
+from .modern import CausalSelfAttention
 from .module import Module
 from .multihead import MultiHeadAttention
 from .norms import RMSNorm
@@ -23,6 +24,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Adam",
     "AdamW",
+    "CausalSelfAttention",
     "Embedding",
     "GELU",
     "LayerNorm",

@@ -55,6 +55,7 @@ REQUIRED_SECTIONS = [
     "AdamW and gradient clipping",
     "GPT: residual blocks and the tied head",
     "SwiGLU",
+    "The modern attention layer",
 ]
 # Prefixes under which a dotted name is somebody else's: NumPy, torch, the standard library.
 FOREIGN_PREFIXES = {"np", "numpy", "torch", "math", "matplotlib", "plt", "self"}
