@@ -102,7 +102,9 @@ class CausalSelfAttention(Module):
         Draws the initial parameters (``torch.nn.Linear``'s U(-1/sqrt(fan_in), 1/sqrt(fan_in))),
         then the dropout masks.
 
-    Parameters are named ``q_proj.weight``, ``k_proj.weight``, ``v_proj.weight``,
+    Notes
+    -----
+    The parameters are named ``q_proj.weight``, ``k_proj.weight``, ``v_proj.weight``,
     ``o_proj.weight`` (weights (out, in), as torch), ``*.bias`` with ``bias=True``,
     ``q_norm.weight``, ``k_norm.weight`` with ``qk_norm`` and ``sinks`` with ``sinks``:
     Hugging Face's names for Llama / Qwen3 attention.
