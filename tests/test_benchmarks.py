@@ -3,6 +3,8 @@
 import json
 import math
 
+import numpy as np
+
 from benchmarks.run import main
 from benchmarks.timing import alternate, median_ratio
 
@@ -41,3 +43,15 @@ def test_alternate_times_every_candidate_each_round_and_ratios_are_per_round():
     assert calls.count("a") == calls.count("b") == 3 * 3  # a warm-up and two runs per block
     ratio, per_round = median_ratio([2.0, 4.0, 9.0], [1.0, 1.0, 3.0])
     assert per_round == [2.0, 4.0, 3.0] and ratio == 3.0
+
+
+def test_the_steps_benchmark_times_every_step_and_restores_what_it_patched(capsys):
+    from benchmarks import steps
+    from numpy_attention.kernels import buffers, schedule
+
+    before = (schedule.TILE_BYTES, schedule.PARALLEL_MIN_SCORES, buffers.MAX_IDLE_BYTES)
+    steps.main(["--quick"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("- ")]
+    assert len(lines) == len(steps.steps(steps.SIZES["quick"], np.float32)) == 8
+    assert all("ratio" in line for line in lines)
+    assert (schedule.TILE_BYTES, schedule.PARALLEL_MIN_SCORES, buffers.MAX_IDLE_BYTES) == before
