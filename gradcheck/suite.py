@@ -21,6 +21,7 @@ import numpy as np
 
 import numpy_attention as na
 from numpy_attention import functional as F
+from numpy_attention import kernels
 from numpy_attention.attention_impls import ATTENTION_IMPLS, DEFAULT_IMPL
 
 from . import torch_ops
@@ -91,10 +92,11 @@ def cross_entropy_target(dtype: np.dtype, logits_shape: tuple, reduction: str = 
                   torch_forward=functools.partial(torch_ops.cross_entropy, **options))
 
 
-def linear_target(dtype: np.dtype, x_shape: tuple, out_features: int, bias: bool = True) -> Target:
+def linear_target(dtype: np.dtype, x_shape: tuple, out_features: int, bias: bool = True, pair: Any = F) -> Target:
+    """The linear pair of ``pair`` (the textbook ``functional`` or the ``kernels``) on seeded inputs."""
     x, weight, b = normal(dtype, x_shape, (out_features, x_shape[-1]), (out_features,), seed=6)
     inputs = (x, weight, b) if bias else (x, weight)
-    return Target(inputs, F.linear_forward, F.linear_backward, torch_forward=torch_ops.linear)
+    return Target(inputs, pair.linear_forward, pair.linear_backward, torch_forward=torch_ops.linear)
 
 
 def attention_entry(name: str, q: tuple, k: tuple, v: tuple, **options: Any) -> Entry:
@@ -115,6 +117,9 @@ ENTRIES: list[Entry] = [
     Entry("linear/2d", lambda dt: linear_target(dt, (3, 4), 5)),
     Entry("linear/3d", lambda dt: linear_target(dt, (2, 3, 4), 5)),
     Entry("linear/no-bias", lambda dt: linear_target(dt, (2, 3, 4), 5, bias=False)),
+    Entry("linear/no-input-features", lambda dt: linear_target(dt, (2, 3, 0), 5)),
+    Entry("linear/kernel-3d", lambda dt: linear_target(dt, (2, 3, 4), 5, pair=kernels)),
+    Entry("linear/kernel-no-input-features", lambda dt: linear_target(dt, (2, 3, 0), 5, pair=kernels)),
     attention_entry("unbatched", (3, 4), (5, 4), (5, 2)),
     attention_entry("heads", (H, 3, 4), (H, 5, 4), (H, 5, 6)),
     attention_entry("batch-heads", *QKV),
