@@ -209,7 +209,8 @@ def test_state_dict_round_trip_and_names(tmp_path):
 
 
 def test_initialisation():
-    layer = na.CausalSelfAttention(EMBED, 4, num_kv_heads=2, qk_norm=True, sinks=True, bias=True, rng=0)
+    layer = na.CausalSelfAttention(EMBED, 4, num_kv_heads=2, qk_norm=True, sinks=True, bias=True, impl="textbook",
+                                  rng=0)
     bound = 1 / math.sqrt(EMBED)
     for name in ("q_proj.weight", "k_proj.weight", "v_proj.weight", "o_proj.weight", "q_proj.bias"):
         assert np.abs(layer.params[name]).max() <= bound and layer.params[name].std() > bound / 3, name
@@ -301,3 +302,10 @@ def test_editing_the_returned_output_or_reading_frozen_input_leaves_the_backward
     np.testing.assert_array_equal(results[0][0], results[1][0])
     for name in results[0][1]:
         np.testing.assert_array_equal(results[0][1][name], results[1][1][name], err_msg=name)
+
+
+@pytest.mark.parametrize("option", [{"window": (3, 0)}, {"softcap": 5.0}, {"sinks": True}])
+def test_a_kernel_asked_for_an_option_it_lacks_is_refused_naming_it(option):
+    with pytest.raises(ValueError, match=f"impl='dense' does not take {next(iter(option))}"):
+        na.CausalSelfAttention(8, 2, **option)
+    na.CausalSelfAttention(8, 2, impl="textbook", **option)  # the textbook pairs take it
