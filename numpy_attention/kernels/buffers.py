@@ -1,4 +1,4 @@
-"""Recycled memory for the attention weights, the one (..., L, S) array each call allocates.
+"""Recycled memory for the attention weights, the one (..., L, T) array each call allocates.
 
 A fresh array that large costs more than the arithmetic suggests: the operating
 system maps and zeroes each of its pages at the first write (docs/performance.md,

@@ -33,7 +33,7 @@ from .softmax import EXP_SAFE_BOUND, softmax_rows
 class AttentionCache(NamedTuple):
     """What the attention backward needs.
 
-    ``weights`` are the probabilities before dropout, shape (..., Hq, L, S);
+    ``weights`` are the probabilities P before dropout, shape (..., Hq, L, T);
     ``dropout_mask`` is the boolean keep-mask of the same shape, or None.
     """
 
@@ -86,7 +86,7 @@ def with_head_axis(x: np.ndarray) -> np.ndarray:
 
 
 def causal_mask(num_queries: int, num_keys: int, offset: int = 0) -> np.ndarray:
-    """Top-left causal mask (L, S): query i may attend to keys j <= i + offset, as torch's ``is_causal``.
+    """Top-left causal mask (L, T): query i may attend to keys j <= i + offset, as torch's ``is_causal``.
 
     ``offset`` is the first query's position minus the first key's, for a tile of a larger mask.
     """
@@ -185,14 +185,14 @@ def attention_forward(
 
     @np.errstate(invalid="ignore")  # NaN from inf - inf spreads as in torch (threads: set here)
     def attend(heads: tuple) -> None:
-        # Scaling Q (L x E) instead of the scores (L x S) is the same product, cheaper.
+        # Scaling Q (L x E) instead of the scores (L x T) is the same product, cheaper.
         q_heads, k_heads, v_heads = q5[heads] * scale, k5[heads], v5[heads]
         bound = scores_bound(q_heads, k_heads)
         # Skipping the masked keys changes nothing for finite inputs; a NaN or inf there reaches every
         # query of its head in torch (which adds the mask to the scores), so such heads compute all keys.
         causal = is_causal and math.isfinite(bound) and all_finite(v_heads)
         causal_heads[heads] = causal
-        if is_causal:  # the whole (L, S) mask serves only heads that compute every key
+        if is_causal:  # the whole (L, T) mask serves only heads that compute every key
             heads_mask = None if causal else additive_mask(causal_mask(num_queries, num_keys), q.dtype)
         else:
             heads_mask = None if mask5 is None else mask5[heads]
@@ -247,25 +247,20 @@ def attention_output_shape(cache: AttentionCache) -> tuple:
 def attention_backward(
     dout: np.ndarray, cache: AttentionCache
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Gradients of scaled dot-product attention with respect to q, k and v.
+    """Gradients of scaled dot-product attention with respect to q, k and v: the textbook backward's.
 
-    Per head, with P the weights, M the dropout keep-mask, D = P * M / (1 - p)
-    and O = D V the forward output::
+    Per head, with P the weights, Z the dropout factor and O = (P * Z) V, tile by tile::
 
-        dV = D^T dO                                  (S, Ev)
-        dD = dO V^T                                  (L, S)
-        dP = dD * M / (1 - p)                        (L, S)
-        dS = P * (dP - rowsum(dP * P))               (L, S)   softmax backward
-           = P * (dP - rowsum(dO * O))                        the same sum, over Ev instead of S
-        dQ = scale * dS K                            (L, E)
-        dK = scale * dS^T Q                          (S, E)
+        dV = (P * Z)^T dO                  (T, Ev)   summed over the row tiles
+        dP = (dO V^T) * Z                  (L, T)
+        D  = rowsum(dO * O)                (L, 1)    equals rowsum(dP * P), over Ev columns instead of T
+        dS = P * (dP - D)                  (L, T)
+        dQ = c dS K                        (L, E)
+        dK = c dS^T Q                      (T, E)    summed over the row tiles
 
-    ``rowsum(dP * P) = sum_j dD_ij D_ij = sum_e dO_ie O_ie``: summing over the
-    output's Ev columns saves a full pass over the (L, S) matrices.
-    Masked entries have P = 0, so they get dS = 0: no gradient leaks to a
-    blocked key, and a fully masked row gives zero gradient. With grouped
-    heads, dK and dV sum over the query heads of each group; with broadcast
-    batch dimensions, gradients sum over the broadcast axes.
+    c is applied once to the (.., E) results. Masked entries have P = 0, so dS = 0 there. With
+    grouped heads, dK and dV sum over the G query heads of each k/v head (they are rows of one
+    product); with broadcast batch dimensions, gradients sum over the broadcast axes.
 
     See docs/derivations.md, section "Scaled dot-product attention".
     """

@@ -1,6 +1,6 @@
 """Tiled ("flash") attention: the same function as the naive pair, in linear memory.
 
-The naive pair materialises the (L, S) scores, weights and their gradients.
+The dense pair materialises the (L, T) scores, weights and their gradients.
 This pair walks over tiles of query rows by keys (``block_size``) and never
 holds more than one (rows, keys) tile of them. For one head, with
 a row tile ``i`` and the key tiles ``j`` arriving one after another::
@@ -93,7 +93,7 @@ class FlashAttentionCache(NamedTuple):
     to ``m``). A fully masked row has ``row_max = 0`` and ``log_row_sum = +inf``,
     so that P = 0. ``dropout_seed`` regenerates every tile's dropout mask (None
     without dropout). ``block_size`` is the tile shape, (query rows, keys).
-    Nothing here is L x S.
+    Nothing here is L x T.
     """
 
     q: np.ndarray
@@ -175,9 +175,9 @@ class _HeadViews(NamedTuple):
     """
 
     q: np.ndarray  # (*batch, Hq, L, E)
-    k: np.ndarray  # (*batch, Hkv, S, E)
-    v: np.ndarray  # (*batch, Hkv, S, Ev)
-    mask: np.ndarray | None  # (*batch, Hq, L, S)
+    k: np.ndarray  # (*batch, Hkv, T, E)
+    v: np.ndarray  # (*batch, Hkv, T, Ev)
+    mask: np.ndarray | None  # (*batch, Hq, L, T)
     positions: np.ndarray  # (*batch, Hq): each head's place in the flattened (..., Hq), for the dropout mask
 
     def query_heads(self, chunk: tuple) -> tuple:
@@ -255,7 +255,7 @@ def flash_attention_forward(
     out : ndarray (..., Hq, L, Ev)
         A query row whose keys are all masked gives 0.
     cache : FlashAttentionCache
-        The inputs, ``out`` and each query row's log-sum-exp: no L x S array.
+        The inputs, ``out`` and each query row's log-sum-exp: no L x T array.
 
     See docs/derivations.md, section "Tiled attention: online softmax forward and tiled backward".
     """
@@ -357,7 +357,7 @@ def flash_attention_backward(
     divided by ``l_i`` once per row block, which saves one pass over each tile.
     Fully masked rows have ``log(l) = +inf``, so 1 / l = 0 and their gradients are 0. Grouped
     heads and broadcast batch dimensions sum as in :func:`attention_backward`.
-    No L x S array is formed.
+    No L x T array is formed.
 
     See docs/derivations.md, section "Tiled attention: online softmax forward and tiled backward".
     """

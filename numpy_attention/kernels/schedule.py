@@ -24,7 +24,7 @@ import numpy as np
 
 # The attention runs one tile at a time: a few heads' rows of scores that stay in the core's
 # cache from the product Q K^T through the softmax's passes to the product with V, instead of
-# streaming the whole (..., L, S) array through memory once per pass. A tile spans several
+# streaming the whole (..., L, T) array through memory once per pass. A tile spans several
 # heads when they are short, so that NumPy's per-call cost is paid once for all of them.
 # At most 256 rows and 2 MiB, a per-core L2 cache (docs/performance.md, "Row tiles kept in cache").
 TILE_ROWS = 256
@@ -78,7 +78,7 @@ def tile_rows_and_bytes() -> tuple[int, int]:
 
 
 def query_tiles(num_queries: int, num_keys: int, itemsize: int, causal: bool) -> list[tuple[slice, slice]]:
-    """(query rows, keys they attend to) for each tile of the (L, S) scores.
+    """(query rows, keys they attend to) for each tile of the (L, T) scores.
 
     With the top-left causal mask query i sees keys j <= i, so a causal tile
     needs only the keys up to its last query: the masked upper triangle is
