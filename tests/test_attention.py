@@ -141,3 +141,12 @@ def test_integer_inputs_are_converted_to_float64(rng):
     dq, dk, dv = attention_backward(random_like(rng, out.shape), cache)
     assert out.dtype == dq.dtype == dk.dtype == dv.dtype == np.float64
     np.testing.assert_array_equal(out, attention_forward(*(x.astype(np.float64),) * 3)[0])
+
+
+@pytest.mark.parametrize("options", [{}, {"is_causal": True, "scale": 0.3}, {"softcap": 2.0, "window": (1, 0)}])
+def test_the_textbook_convenience_function_is_the_forward_output(rng, options):
+    from numpy_attention import functional
+
+    q, k, v = random_like(rng, (2, 4, 5, 3)), random_like(rng, (2, 2, 6, 3)), random_like(rng, (2, 2, 6, 2))
+    expected, _ = functional.attention_forward(q, k, v, **options)
+    np.testing.assert_array_equal(functional.scaled_dot_product_attention(q, k, v, **options), expected)
