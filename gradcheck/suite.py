@@ -184,6 +184,7 @@ def tiled_entries(impl: str) -> list[Entry]:
         attention_entry(f"{impl}-fully-masked-row", *QKV, mask="empty-row", impl=impl),
         attention_entry(f"{impl}-unbatched", (3, 4), (5, 4), (5, 2), impl=impl),
         attention_entry(f"{impl}-gqa-no-batch", (4, 3, 4), (2, 5, 4), (2, 5, 3), impl=impl),
+        attention_entry(f"{impl}-no-heads", (2, 0, 3, 4), (2, 0, 5, 4), (2, 0, 5, 3), impl=impl),
         attention_entry(f"{impl}-broadcast-q-batch", (B, H, 3, 4), (1, H, 5, 4), (1, H, 5, 3), impl=impl),
         attention_entry(f"{impl}-broadcast-k-batch", (1, H, 3, 4), (B, H, 5, 4), (1, H, 5, 3), impl=impl),
         attention_entry(f"{impl}-broadcast-v-batch", (1, H, 3, 4), (1, H, 5, 4), (B, H, 5, 3), impl=impl),
