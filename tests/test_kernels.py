@@ -147,3 +147,96 @@ def test_linear_kernel_equals_the_textbook_pair(shape, out_features, bias, monke
     assert len(results[0]) == len(results[1]) == (4 if bias else 3)
     for a, e in zip(*results):
         assert rel_error(a, e) < TOLERANCE
+
+
+# Today's options (issue 14) in the flash kernel: (q, k, v shapes, options); sinks are drawn per case.
+OPTION_CASES = {
+    "softcap": (((2, 4, 7, 3), (2, 2, 9, 3), (2, 2, 9, 2)), dict(softcap=0.8)),
+    "alibi": (((2, 4, 7, 3), (2, 2, 9, 3), (2, 2, 9, 2)), dict(alibi_slopes=2.0 ** -np.arange(1.0, 5.0))),
+    "window": (((1, 2, 9, 3), (1, 2, 9, 3), (1, 2, 9, 4)), dict(window=(2, 1))),
+    "window-left-none": (((1, 2, 9, 3), (1, 2, 9, 3), (1, 2, 9, 4)), dict(window=(None, 2))),
+    "window-right-none-causal": (((1, 2, 9, 3), (1, 2, 9, 3), (1, 2, 9, 4)), dict(window=(3, None), is_causal=True)),
+    "sinks": (((2, 4, 5, 3), (2, 2, 7, 3), (2, 2, 7, 2)), dict(sinks=True)),
+    "offset-negative-causal": (((1, 2, 6, 3), (1, 2, 9, 3), (1, 2, 9, 2)), dict(query_offset=-2, is_causal=True)),
+    "offset-kv-cache": (((2, 2, 3, 3), (1, 2, 10, 3), (1, 2, 10, 2)), dict(query_offset=7, is_causal=True,
+                                                                          window=(4, 0))),
+    "everything": (((2, 4, 6, 3), (2, 2, 11, 3), (2, 2, 11, 2)),
+                   dict(softcap=1.5, alibi_slopes=2.0 ** -np.arange(1.0, 5.0), window=(3, 1), sinks=True,
+                        query_offset=3, is_causal=True)),
+    "everything-bool-mask": (((3, 2, 5, 3), (1, 2, 7, 3), (1, 2, 7, 2)),
+                             dict(softcap=2.0, sinks=True, window=(None, 0), attn_mask="bool")),
+}
+
+
+def run_options(pair: tuple, name: str, magnitude: float = 1.0, dtype=np.float64, **extra) -> list[np.ndarray]:
+    """[out, dq, dk, dv(, dsinks)] of ``pair`` on the option case ``name``, random data, seed fixed."""
+    rng = np.random.default_rng(11)
+    shapes, options = OPTION_CASES[name]
+    q, k, v = (rng.standard_normal(shape).astype(dtype) for shape in shapes)
+    q, k = q * magnitude, k * magnitude
+    options = dict(options)
+    if options.get("sinks"):
+        options["sinks"] = rng.standard_normal(q.shape[-3]).astype(dtype)
+    if options.get("attn_mask") == "bool":
+        options["attn_mask"] = rng.random((q.shape[-2], k.shape[-2])) < 0.7
+    out, cache = pair[0](q, k, v, **options, **extra)
+    return [out, *pair[1](random_like(np.random.default_rng(12), out.shape).astype(dtype), cache)]
+
+
+@pytest.mark.parametrize("name", sorted(OPTION_CASES))
+@pytest.mark.parametrize("block", [1, 2, 3, (4, 2), None])
+def test_flash_kernel_equals_the_textbook_flash_pair_with_every_option(name, block):
+    got = run_options(FLASH, name, block_size=block)
+    expected = run_options(TEXTBOOK_FLASH, name, block_size=block)
+    assert_equal_results(got, expected)
+    assert_equal_results(got, run_options(TEXTBOOK, name))
+
+
+@pytest.mark.parametrize("name", ["softcap", "everything", "everything-bool-mask"])
+def test_flash_kernel_with_soft_capped_large_scores(name):
+    # Scores x40 (and x1600 in q.k): the cap bounds them all by c, so the kernel runs its bounded path.
+    assert_equal_results(run_options(FLASH, name, 40.0, block_size=2), run_options(TEXTBOOK, name, 40.0))
+
+
+@pytest.mark.parametrize("name", sorted(OPTION_CASES))
+def test_flash_kernel_options_in_float32(name):
+    got = run_options(FLASH, name, dtype=np.float32, block_size=3)
+    expected = run_options(TEXTBOOK, name, dtype=np.float32)
+    assert all(a.dtype == np.float32 for a in got)
+    assert_equal_results(got, expected, tolerance=1e-5)
+
+
+@pytest.mark.parametrize("magnitude", [1.0, 40.0])
+def test_flash_kernel_options_across_tiles_and_cores(magnitude, monkeypatch):
+    monkeypatch.setattr(schedule, "PARALLEL_MIN_SCORES", 0)
+    monkeypatch.setattr(schedule, "one_thread_blas", lambda: (2, contextlib.nullcontext()))
+    rng = np.random.default_rng(21)
+    q, k, v = rng.standard_normal((2, 4, 300, 16)) * magnitude, rng.standard_normal((2, 2, 330, 16)), \
+        rng.standard_normal((2, 2, 330, 8))
+    options = dict(softcap=3.0, alibi_slopes=rng.uniform(0.05, 0.5, 4), window=(70, 5), sinks=rng.standard_normal(4),
+                   query_offset=30, is_causal=True)
+    dout = random_like(rng, (2, 4, 300, 8))
+    out, cache = kernels.flash_attention_forward(q, k, v, **options, block_size=(64, 32))
+    got = [out, *kernels.flash_attention_backward(dout, cache)]
+    out, cache = functional.flash_attention_forward(q, k, v, **options, block_size=(100, 48))
+    assert_equal_results(got, [out, *functional.flash_attention_backward(dout, cache)])
+
+
+def test_flash_kernel_visits_only_the_key_tiles_in_the_band(monkeypatch):
+    from numpy_attention.kernels import flash as flash_kernel
+
+    visited = []
+    modify = flash_kernel._Options.modify
+
+    def counting_modify(self, scores, heads, rows, cols):
+        visited.append((rows.start, cols.start))
+        return modify(self, scores, heads, rows, cols)
+
+    monkeypatch.setattr(flash_kernel._Options, "modify", counting_modify)
+    rng = np.random.default_rng(3)
+    q, k, v = (rng.standard_normal((1, 16, 3)) for _ in range(3))
+    out, cache = kernels.flash_attention_forward(q, k, v, is_causal=True, window=(3, 0), block_size=4)
+    kernels.flash_attention_backward(random_like(rng, out.shape), cache)
+    # Rows 4r..4r+3 see keys 4r-3..4r+3: key tiles r-1 and r only, 7 of 16, forward and backward.
+    expected = [(0, 0), (4, 0), (4, 4), (8, 4), (8, 8), (12, 8), (12, 12)]
+    assert visited == expected * 2

@@ -29,8 +29,9 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from .._args import attention_scores_shape, check_attention_options, check_qkv
+from .._args import attention_scores_shape, check_attention_options, check_qkv, check_score_options
 from ..functional.dropout import draw_dropout_seed, position_dropout_factor
+from ..functional.score_mods import key_band, score_mod_backward, score_mod_forward, sink_grad, visible
 from ..validation import check_cache, check_dout, check_positive_int, unbroadcast
 from . import schedule
 from .dense import apply_mask, causal_mask, merge_groups, scores_bound, split_groups, with_head_axis
@@ -108,6 +109,11 @@ class FlashAttentionCache(NamedTuple):
     is_causal: bool
     scale: float
     block_size: tuple[int, int]
+    softcap: float | None = None
+    alibi_slopes: np.ndarray | None = None
+    window: tuple | None = None
+    sinks: np.ndarray | None = None
+    query_offset: int = 0
 
 
 def _tiles(length: int, block_size: int) -> Iterator[slice]:
@@ -122,7 +128,8 @@ def _finite_tiles(arrays: tuple[np.ndarray, ...], length: int, block_size: int) 
 
 
 def _key_tiles(
-    rows: slice, num_keys: int, block_size: int, is_causal: bool, finite_rows: bool, finite_keys: list[bool]
+    rows: slice, num_keys: int, block_size: int, is_causal: bool, finite_rows: bool, finite_keys: list[bool],
+    band: tuple[int, int] | None = None,
 ) -> Iterator[slice]:
     """The key tiles a row tile must visit: with ``is_causal``, none wholly above the diagonal.
 
@@ -133,10 +140,66 @@ def _key_tiles(
     tile's keys or values still spreads NaN, and such a tile is computed to do
     the same.
     """
+    # With band = (first, last), the key positions some query of the row tile may see (key_band,
+    # query_offset and window included), a tile wholly outside it is skipped likewise.
     for cols, finite in zip(_tiles(num_keys, block_size), finite_keys):
-        if is_causal and cols.start >= rows.stop and finite_rows and finite:
-            continue
+        if finite_rows and finite:
+            if band is None and is_causal and cols.start >= rows.stop:
+                continue
+            if band is not None and (cols.stop - 1 < band[0] or cols.start > band[1]):
+                continue
         yield cols
+
+
+class _Options(NamedTuple):
+    """The score options of one call, checked: each tile's score_mod and positional mask come from them."""
+
+    softcap: float | None
+    alibi_slopes: np.ndarray | None
+    window: tuple | None
+    sinks: np.ndarray | None
+    query_offset: int
+    is_causal: bool
+
+    @property
+    def given(self) -> bool:
+        """Whether any option beyond torch's is given (else the kernels' plain paths run)."""
+        return (self.softcap is not None or self.alibi_slopes is not None or self.window is not None
+                or self.sinks is not None or self.query_offset != 0)
+
+    def band(self, rows: slice) -> tuple[int, int]:
+        """The smallest and largest key position any query of ``rows`` may see."""
+        first, last = key_band(np.arange(rows.start, rows.stop) + self.query_offset, is_causal=self.is_causal,
+                               window=self.window)
+        return int(first.min()), int(last.max())
+
+    def tile_scores(
+        self, q_rows: np.ndarray, k: np.ndarray, mask: np.ndarray | None, heads: tuple, num_heads: int, rows: slice,
+        cols: slice,
+    ) -> tuple[np.ndarray, Any]:
+        """The tile's scores ``mod(scale Q_i K_j^T) + M_ij`` and mod's cache (None without soft-cap or ALiBi).
+
+        Without options, the plain :func:`_tile_scores` (causal tiles top-left, as before).
+        """
+        if not self.given:
+            return _tile_scores(q_rows, k, _tile_mask(mask, self.is_causal, rows, cols), num_heads, cols), None
+        scores, mod_cache = self.modify(merge_groups(q_rows @ k[..., cols, :].swapaxes(-1, -2), num_heads), heads,
+                                        rows, cols)
+        return apply_mask(scores, _tile_mask(mask, False, rows, cols)), mod_cache
+
+    def modify(self, scores: np.ndarray, heads: tuple, rows: slice, cols: slice) -> tuple[np.ndarray, Any]:
+        """score_mod then the positional mask (-inf added) on one tile (..., heads, rows, cols), and mod's cache."""
+        query_pos, key_pos = np.arange(rows.start, rows.stop) + self.query_offset, np.arange(cols.start, cols.stop)
+        mod_cache = None
+        if self.softcap is not None or self.alibi_slopes is not None:
+            slopes = None if self.alibi_slopes is None else self.alibi_slopes[heads[-1]]
+            scores, mod_cache = score_mod_forward(scores, query_pos, key_pos, softcap=self.softcap,
+                                                  alibi_slopes=slopes)
+        if self.is_causal or self.window is not None:
+            seen = visible(query_pos, key_pos, is_causal=self.is_causal, window=self.window)
+            if not seen.all():
+                scores = scores + np.where(seen, 0.0, -np.inf).astype(scores.dtype)
+        return scores, mod_cache
 
 
 def _tile_mask(
@@ -225,6 +288,11 @@ def flash_attention_forward(
     *,
     rng: np.random.Generator | None = None,
     block_size: int | tuple[int, int] | None = None,
+    softcap: float | None = None,
+    alibi_slopes: np.ndarray | None = None,
+    window: tuple[int | None, int | None] | None = None,
+    sinks: np.ndarray | None = None,
+    query_offset: int = 0,
 ) -> tuple[np.ndarray, FlashAttentionCache]:
     """Scaled dot-product attention in tiles with an online softmax; memory linear in L and S.
 
@@ -264,6 +332,7 @@ def flash_attention_forward(
     attn_mask, dropout_p, is_causal, scale = check_attention_options(
         attn_mask, dropout_p, is_causal, scale, scores_shape, q.dtype, q.shape[-1]
     )
+    options = _Options(*check_score_options(q, softcap, alibi_slopes, window, sinks, query_offset), is_causal)
     block_size = _block_shape(block_size, q.dtype, q.shape[-1])
     block_rows, block_keys = block_size
     dropout_seed = draw_dropout_seed(dropout_p, rng)
@@ -276,9 +345,12 @@ def flash_attention_forward(
     log_row_sum = np.empty((*heads, num_queries), dtype=q.dtype)
     # Scores within EXP_SAFE_BOUND (masks of 0 and -inf keep them there) need no running
     # maximum: m stays 0, nothing is rescaled, and each tile saves a max and a subtraction.
-    bounded = (attn_mask is None or attn_mask.dtype == np.bool_) and (
-        abs(scale) * scores_bound(views.q, views.k) <= EXP_SAFE_BOUND[q.dtype]
-    )
+    # Soft-capping bounds every score by c; ALiBi's bias grows with the distance (no bound); a sink
+    # is one more term of the row sum, so it must be within the bound too.
+    bounded = (attn_mask is None or attn_mask.dtype == np.bool_) and options.alibi_slopes is None and (
+        options.sinks is None or bool(np.abs(options.sinks).max(initial=0.0) <= EXP_SAFE_BOUND[q.dtype])
+    ) and ((options.softcap is not None and options.softcap <= EXP_SAFE_BOUND[q.dtype])
+           or abs(scale) * scores_bound(views.q, views.k) <= EXP_SAFE_BOUND[q.dtype])
 
     @np.errstate(invalid="ignore")  # NaN from inf - inf spreads as in torch (threads: set here)
     def attend(chunk: tuple) -> None:
@@ -295,10 +367,14 @@ def flash_attention_forward(
             row_max = np.full((*q_rows.shape[:-3], chunk_heads, rows.stop - rows.start, 1),
                               0.0 if bounded else -np.inf, dtype=q.dtype)
             row_sum = np.zeros_like(row_max)
+            if options.sinks is not None:  # the sink is the first term of m and l: m = sink, l = 1 (or m = 0)
+                sink = options.sinks[query_heads[-1]][:, None, None]
+                row_sum = row_sum + (np.exp(sink) if bounded else 1.0)
+                row_max = row_max if bounded else np.broadcast_to(sink, row_max.shape).astype(q.dtype)
             acc = np.zeros((*row_max.shape[:-1], v.shape[-1]), dtype=q.dtype)
-            for cols in _key_tiles(rows, num_keys, block_keys, is_causal, finite_rows, finite_keys):
-                tile_mask = _tile_mask(mask_heads, is_causal, rows, cols)
-                scores = _tile_scores(q_rows, k_heads, tile_mask, chunk_heads, cols)
+            band = options.band(rows) if options.given else None
+            for cols in _key_tiles(rows, num_keys, block_keys, is_causal, finite_rows, finite_keys, band):
+                scores, _ = options.tile_scores(q_rows, k_heads, mask_heads, query_heads, chunk_heads, rows, cols)
                 if bounded:
                     correction = 1.0
                     probs = np.exp(scores, out=scores)
@@ -329,7 +405,8 @@ def flash_attention_forward(
     if q.ndim == 2:
         out = out[0]
     cache = FlashAttentionCache(  # the cache's own copy of O: a caller may add to the returned output in place
-        q, k, v, attn_mask, out.copy(), final_max, log_row_sum, dropout_seed, dropout_p, is_causal, scale, block_size
+        q, k, v, attn_mask, out.copy(), final_max, log_row_sum, dropout_seed, dropout_p, is_causal, scale, block_size,
+        *options[:5],
     )
     return out, cache
 
@@ -362,7 +439,8 @@ def flash_attention_backward(
     See docs/derivations.md, section "Tiled attention: online softmax forward and tiled backward".
     """
     check_cache(cache, FlashAttentionCache, "flash_attention_forward")
-    q, k, v, attn_mask, out, row_max, log_row_sum, dropout_seed, dropout_p, is_causal, scale, block_size = cache
+    q, k, v, attn_mask, out, row_max, log_row_sum, dropout_seed, dropout_p, is_causal, scale, block_size = cache[:12]
+    options = _Options(*cache[12:], is_causal)
     dout = check_dout(dout, out.shape, q.dtype)
     out4, dout4 = with_head_axis(out), with_head_axis(dout)
     *heads, num_queries, _ = out4.shape
@@ -398,9 +476,10 @@ def flash_attention_backward(
             dout_over_sum = split_groups(dout_rows * inv_sum_rows, chunk_kv_heads)
             q_over_sum = q_rows * split_groups(inv_sum_rows, chunk_kv_heads)  # scale * Q_i / l_i
             dq_rows = np.zeros((*dout_rows.shape[:-1], q.shape[-1]), dtype=q.dtype)
-            for cols in _key_tiles(rows, num_keys, block_keys, is_causal, finite_rows, finite_keys):
-                tile_mask = _tile_mask(mask_heads, is_causal, rows, cols)
-                scores = _tile_scores(q_rows, k_heads, tile_mask, chunk_heads, cols)
+            band = options.band(rows) if options.given else None
+            for cols in _key_tiles(rows, num_keys, block_keys, is_causal, finite_rows, finite_keys, band):
+                scores, mod_cache = options.tile_scores(q_rows, k_heads, mask_heads, query_heads, chunk_heads,
+                                                        rows, cols)
                 # E = exp(S - m) = l * P, in place; 1 / l is applied to the (rows, E) factors instead.
                 if shifted:
                     np.subtract(scores, max_rows, out=scores)
@@ -413,11 +492,20 @@ def flash_attention_backward(
                 d_dropped = merge_groups(dout_groups @ v_heads[..., cols, :].swapaxes(-1, -2), chunk_heads)
                 d_probs = d_dropped if factor is None else d_dropped * factor
                 np.subtract(d_probs, delta, out=d_probs)  # l * dS = E * (dP - D) in d_probs' buffer: no new tile
-                d_scores = split_groups(np.multiply(unnormalised, d_probs, out=d_probs), chunk_kv_heads)
+                d_scores = np.multiply(unnormalised, d_probs, out=d_probs)
+                if mod_cache is not None:  # l * dS from l * dS_mod: score_mod's backward is linear in it
+                    d_scores = score_mod_backward(d_scores, mod_cache)
+                d_scores = split_groups(d_scores, chunk_kv_heads)
                 dq_rows += merge_groups(d_scores @ k_heads[..., cols, :], chunk_heads)
                 dk_heads[..., cols, :] += d_scores.swapaxes(-1, -2) @ q_over_sum
             dq_heads[..., rows, :] = dq_rows * (scale * inv_sum_rows)
 
     views.for_each_chunk(attend_backward)
 
-    return unbroadcast(dq, q.shape), unbroadcast(dk, k.shape), unbroadcast(dv, v.shape)
+    grads = unbroadcast(dq, q.shape), unbroadcast(dk, k.shape), unbroadcast(dv, v.shape)
+    if options.sinks is None:
+        return grads
+    # dsinks = -sum(P_sink * D), P_sink = exp(sink - m) / l per query row.
+    delta = np.sum(dout4 * out4, axis=-1, keepdims=True)
+    sink_weight = np.exp(options.sinks[:, None, None] - row_max[..., None] - log_row_sum[..., None])
+    return (*grads, sink_grad(sink_weight, delta))
