@@ -160,7 +160,7 @@ class CausalSelfAttention(Module):
                    if on not in (None, False)]
         if options and self.impl not in OPTION_IMPLS:
             raise ValueError(
-                f"impl={self.impl!r} does not take {', '.join(options)} yet (the kernels lack today's options); "
+                f"impl={self.impl!r} does not take {', '.join(options)} yet (the dense kernel lacks today's options); "
                 f"expected impl in {OPTION_IMPLS} with them"
             )
         self.dtype = check_float_dtype(dtype)

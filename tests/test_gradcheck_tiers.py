@@ -178,7 +178,7 @@ def test_an_inverted_bounded_condition_fails_the_stress_tier(monkeypatch):
 
 def test_the_flash_bounded_test_for_boolean_masks_fails_the_stress_tier(monkeypatch):
     """The issue's mutant that passed the whole pytest suite: ``!=`` for ``==`` in the flash kernel's test."""
-    line = "bounded = (attn_mask is None or attn_mask.dtype == np.bool_) and ("
+    line = "bounded = (attn_mask is None or attn_mask.dtype == np.bool_) and options.alibi_slopes is None and ("
     wrong = planted(kernels.flash_attention_forward, (line, line.replace("==", "!=") + "  # WRONG"))
     install(monkeypatch, "flash", forward=wrong)
     assert "stress/flash/float-mask-800-1e4" in stress_failures(monkeypatch, "stress/flash/")
