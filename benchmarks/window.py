@@ -1,11 +1,12 @@
-"""A causal sliding window against full causal attention in the flash kernel: ``python -m benchmarks.window``.
+"""A causal sliding window against full causal attention in the kernels: ``python -m benchmarks.window``.
 
 Forward + backward, float32, B = 1, L = T = 4096, E = 64 (``--heads``, default 4):
 full causal against Mistral's causal sliding window ``window=(255, 0)`` (each
-query sees its 256 last keys). The kernel skips every key tile outside a row
-tile's band, so the window's time must fall well below the causal one's. The
-candidates alternate in blocks (see :mod:`benchmarks.timing`); the table gives
-each one's median time and the median per-round ratio window / causal.
+query sees its 256 last keys), in the flash kernel and the dense one. Both skip
+the keys outside each row tile's band, so the window's time must fall well
+below the causal one's (the dense kernel still writes its full L x T weights).
+The candidates alternate in blocks (see :mod:`benchmarks.timing`); the table
+gives each one's median time and the median per-round ratio window / causal.
 """
 
 from __future__ import annotations
@@ -30,18 +31,20 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
     q, k, v, dout = inputs((1, args.heads, args.length, 64), np.float32)
-    flash = kernels.flash_attention_forward, kernels.flash_attention_backward
-    windowed = f"window ({args.window}, 0)"
-    candidates = {
-        "causal": fwd_bwd(*flash, q, k, v, dout, is_causal=True),
-        windowed: fwd_bwd(*flash, q, k, v, dout, is_causal=True, window=(args.window, 0)),
-    }
+    pairs = {"flash": (kernels.flash_attention_forward, kernels.flash_attention_backward),
+             "dense": (kernels.attention_forward, kernels.attention_backward)}
+    window = f"window ({args.window}, 0)"
+    candidates = {}
+    for kernel, pair in pairs.items():
+        candidates[f"{kernel} causal"] = fwd_bwd(*pair, q, k, v, dout, is_causal=True)
+        candidates[f"{kernel} {window}"] = fwd_bwd(*pair, q, k, v, dout, is_causal=True, window=(args.window, 0))
     times = alternate(candidates, rounds=args.rounds, runs=args.runs, pause=0.0)
-    print(f"flash kernel fwd+bwd, float32, B=1, H={args.heads}, L=T={args.length}, E=64; load {os.getloadavg()}")
+    print(f"kernels fwd+bwd, float32, B=1, H={args.heads}, L=T={args.length}, E=64; load {os.getloadavg()}")
     for name, values in times.items():
-        print(f"  {name:16s} median {np.median(values):.3f} s")
-    ratio, ratios = median_ratio(times[windowed], times["causal"])
-    print(f"  window / causal  {ratio:.3f} (rounds: {', '.join(f'{r:.3f}' for r in ratios)})")
+        print(f"  {name:24s} median {np.median(values):.3f} s")
+    for kernel in pairs:
+        ratio, ratios = median_ratio(times[f"{kernel} {window}"], times[f"{kernel} causal"])
+        print(f"  {kernel}: window / causal  {ratio:.3f} (rounds: {', '.join(f'{r:.3f}' for r in ratios)})")
 
 
 if __name__ == "__main__":

@@ -19,8 +19,11 @@ import numpy_attention as na
 from . import torch_ops
 from .suite import Entry, Target, attention_pair, make_mask, normal
 
-# The pairs that take the options today; the kernels ("dense", "flash") join when they take them too.
-MODERN_IMPLS = ["textbook", "textbook-flash"]
+# Every implementation takes the options: the textbook pairs and the kernels.
+MODERN_IMPLS = ["textbook", "textbook-flash", "dense", "flash"]
+# The textbook pairs' entries take finite differences of every element; the kernels', which tests/test_kernels.py
+# proves equal to them, along random directions (the torch comparison still checks every element).
+DIRECTIONAL_IMPLS = ("dense", "flash")
 
 
 def options_target(dtype: np.dtype, q_shape: tuple, k_shape: tuple, v_shape: tuple, *, impl: str,
@@ -41,7 +44,8 @@ def options_target(dtype: np.dtype, q_shape: tuple, k_shape: tuple, v_shape: tup
     def torch_forward(q: Any, k: Any, v: Any, sinks: Any = None) -> Any:
         return torch_ops.attention_with_options(q, k, v, sinks, **options)
 
-    return Target((q, k, v, s) if sinks else (q, k, v), forward, backward, torch_forward=torch_forward)
+    return Target((q, k, v, s) if sinks else (q, k, v), forward, backward, torch_forward=torch_forward,
+                  fast=impl in DIRECTIONAL_IMPLS)
 
 
 def torch_layer(params: dict, x: Any, *, module: na.CausalSelfAttention, positions: np.ndarray | None) -> Any:
@@ -65,7 +69,7 @@ def torch_layer(params: dict, x: Any, *, module: na.CausalSelfAttention, positio
 
 
 def layer_target(dtype: np.dtype, *, shape: tuple = (2, 5, 16), num_heads: int = 4, positions: bool = False,
-                 training: bool = False, **options: Any) -> Target:
+                 training: bool = False, directional: bool = False, **options: Any) -> Target:
     """CausalSelfAttention on seeded x with random gains, sinks and biases (none at its initial 1 or 0)."""
     module = na.CausalSelfAttention(shape[-1], num_heads, **options, dtype=dtype, rng=np.random.default_rng(32))
     module.train(training)
@@ -81,7 +85,7 @@ def layer_target(dtype: np.dtype, *, shape: tuple = (2, 5, 16), num_heads: int =
     reference = None if training and module.dropout else (
         lambda params, x: torch_layer(params, x, module=module, positions=pos))
     return Target((x,), module=module, forward_kwargs=kwargs, torch_forward=reference,
-                  fast=sum(v.size for v in module.params.values()) > 4000)
+                  fast=directional or sum(v.size for v in module.params.values()) > 4000)
 
 
 def option_entries(impl: str) -> list[Entry]:
@@ -113,8 +117,11 @@ def option_entries(impl: str) -> list[Entry]:
 
 
 def layer_entries(impl: str) -> list[Entry]:
+    directional = impl in DIRECTIONAL_IMPLS
+
     def entry(name: str, **options: Any) -> Entry:
-        return Entry(f"modern/CausalSelfAttention/{name}/{impl}", lambda dt: layer_target(dt, impl=impl, **options))
+        return Entry(f"modern/CausalSelfAttention/{name}/{impl}",
+                     lambda dt: layer_target(dt, impl=impl, directional=directional, **options))
 
     return [
         entry("mha-rope"),

@@ -26,5 +26,3 @@ DEFAULT_IMPL = "dense"
 # The tiled pairs never form P: a module asked for the weights runs the dense pair of the same kind
 # (and of any other registered pair, the default).
 WEIGHTS_IMPL = {"dense": "dense", "flash": "dense", "textbook": "textbook", "textbook-flash": "textbook"}
-# The pairs that take today's options (softcap, alibi_slopes, window, sinks, query_offset); the dense kernel not yet.
-OPTION_IMPLS = ("flash", "textbook", "textbook-flash")

@@ -25,7 +25,7 @@ import numpy as np
 
 from . import functional as F
 from . import kernels
-from .attention_impls import ATTENTION_IMPLS, DEFAULT_IMPL, OPTION_IMPLS
+from .attention_impls import ATTENTION_IMPLS, DEFAULT_IMPL
 from .functional.heads import merge_heads, split_heads
 from .module import Module, check_float_dtype
 from .validation import (
@@ -156,13 +156,6 @@ class CausalSelfAttention(Module):
         self.bias = check_bool(bias, "bias")
         self.dropout = check_probability(dropout, "dropout")
         self.impl = check_choice(impl, "impl", sorted(ATTENTION_IMPLS))
-        options = [name for name, on in (("window", self.window), ("softcap", self.softcap), ("sinks", self.sinks))
-                   if on not in (None, False)]
-        if options and self.impl not in OPTION_IMPLS:
-            raise ValueError(
-                f"impl={self.impl!r} does not take {', '.join(options)} yet (the dense kernel lacks today's options); "
-                f"expected impl in {OPTION_IMPLS} with them"
-            )
         self.dtype = check_float_dtype(dtype)
         self.rng = as_generator(rng)
         self._init_params()

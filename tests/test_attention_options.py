@@ -17,8 +17,8 @@ from helpers.numerics import random_like, rel_error, require_torch
 from gradcheck import numerical_gradients, torch_ops
 
 SLOPES = 2.0 ** -np.arange(1.0, 5.0)  # 4 query heads
-# The implementations that take the options (the dense kernel joins once it does).
-IMPLS = ["textbook", "textbook-flash", "flash"]
+# Every implementation takes the options.
+IMPLS = ["textbook", "textbook-flash", "dense", "flash"]
 # name -> (q, k, v shapes, options); "sinks" is drawn per case.
 GRID = {
     "softcap": (((2, 4, 5, 3), (2, 2, 7, 3), (2, 2, 7, 2)), dict(softcap=0.8)),

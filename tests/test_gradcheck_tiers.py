@@ -170,7 +170,7 @@ def test_the_kernels_softmax_without_its_shift_fails_the_stress_tier(monkeypatch
 
 
 def test_an_inverted_bounded_condition_fails_the_stress_tier(monkeypatch):
-    line = "shift = not (zero_or_blocking_mask and bound <= EXP_SAFE_BOUND[q.dtype])"
+    line = "shift = not (zero_or_blocking_mask and no_alibi and (capped or bound <= EXP_SAFE_BOUND[q.dtype]))"
     wrong = planted(kernels.attention_forward, (line, line.replace("<=", ">") + "  # WRONG"))
     install(monkeypatch, "dense", forward=wrong)
     assert "stress/dense/scores-x40" in stress_failures(monkeypatch, "stress/dense/")

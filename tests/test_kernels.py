@@ -149,7 +149,8 @@ def test_linear_kernel_equals_the_textbook_pair(shape, out_features, bias, monke
         assert rel_error(a, e) < TOLERANCE
 
 
-# Today's options (issue 14) in the flash kernel: (q, k, v shapes, options); sinks are drawn per case.
+SLOPES_FAR = 0.012 + 0.001 * np.arange(4.0)
+# Today's options (issue 14) in the kernels: (q, k, v shapes, options); sinks are drawn per case.
 OPTION_CASES = {
     "softcap": (((2, 4, 7, 3), (2, 2, 9, 3), (2, 2, 9, 2)), dict(softcap=0.8)),
     "alibi": (((2, 4, 7, 3), (2, 2, 9, 3), (2, 2, 9, 2)), dict(alibi_slopes=2.0 ** -np.arange(1.0, 5.0))),
@@ -165,6 +166,10 @@ OPTION_CASES = {
                         query_offset=3, is_causal=True)),
     "everything-bool-mask": (((3, 2, 5, 3), (1, 2, 7, 3), (1, 2, 7, 2)),
                              dict(softcap=2.0, sinks=True, window=(None, 0), attn_mask="bool")),
+    # Queries 10^5 positions past the keys: ALiBi adds about -slope * 10^5 (< -1000) to every score of a
+    # row, past the bounded softmax (exp underflows to 0 without the shift), yet the weights stay spread.
+    "alibi-far": (((1, 4, 5, 3), (1, 2, 8, 3), (1, 2, 8, 2)), dict(alibi_slopes=SLOPES_FAR, query_offset=100_000,
+                                                                 is_causal=True)),
 }
 
 
@@ -192,22 +197,43 @@ def test_flash_kernel_equals_the_textbook_flash_pair_with_every_option(name, blo
     assert_equal_results(got, run_options(TEXTBOOK, name))
 
 
+@pytest.mark.parametrize("name", sorted(OPTION_CASES))
+@pytest.mark.parametrize("rows", [1, 2, 3, None])
+def test_dense_kernel_equals_the_textbook_pair_with_every_option(name, rows):
+    """Query tiles of 1, 2, 3 rows (and the default): each tile's band of keys differs."""
+    with schedule.tile_limits(rows=rows):
+        got = run_options(DENSE, name)
+    assert_equal_results(got, run_options(TEXTBOOK, name))
+
+
 @pytest.mark.parametrize("name", ["softcap", "everything", "everything-bool-mask"])
-def test_flash_kernel_with_soft_capped_large_scores(name):
+@pytest.mark.parametrize("kernel", ["dense", "flash"])
+def test_kernel_with_soft_capped_large_scores(name, kernel):
     # Scores x40 (and x1600 in q.k): the cap bounds them all by c, so the kernel runs its bounded path.
-    assert_equal_results(run_options(FLASH, name, 40.0, block_size=2), run_options(TEXTBOOK, name, 40.0))
+    with schedule.tile_limits(rows=2):
+        got = run_options(DENSE, name, 40.0) if kernel == "dense" else run_options(FLASH, name, 40.0, block_size=2)
+    assert_equal_results(got, run_options(TEXTBOOK, name, 40.0))
+
+
+def test_alibi_far_needs_the_shift():
+    """The "alibi-far" case's scores are all below -1000: unshifted, every weight would underflow to 0."""
+    out = run_options(TEXTBOOK, "alibi-far")[0]
+    assert np.all(np.isfinite(out)) and np.abs(out).min() > 1e-6
 
 
 @pytest.mark.parametrize("name", sorted(OPTION_CASES))
-def test_flash_kernel_options_in_float32(name):
-    got = run_options(FLASH, name, dtype=np.float32, block_size=3)
+@pytest.mark.parametrize("kernel", ["dense", "flash"])
+def test_kernel_options_in_float32(name, kernel):
+    got = run_options(DENSE, name, dtype=np.float32) if kernel == "dense" else \
+        run_options(FLASH, name, dtype=np.float32, block_size=3)
     expected = run_options(TEXTBOOK, name, dtype=np.float32)
     assert all(a.dtype == np.float32 for a in got)
     assert_equal_results(got, expected, tolerance=1e-5)
 
 
 @pytest.mark.parametrize("magnitude", [1.0, 40.0])
-def test_flash_kernel_options_across_tiles_and_cores(magnitude, monkeypatch):
+@pytest.mark.parametrize("kernel", ["dense", "flash"])
+def test_kernel_options_across_tiles_and_cores(magnitude, kernel, monkeypatch):
     monkeypatch.setattr(schedule, "PARALLEL_MIN_SCORES", 0)
     monkeypatch.setattr(schedule, "one_thread_blas", lambda: (2, contextlib.nullcontext()))
     rng = np.random.default_rng(21)
@@ -216,27 +242,51 @@ def test_flash_kernel_options_across_tiles_and_cores(magnitude, monkeypatch):
     options = dict(softcap=3.0, alibi_slopes=rng.uniform(0.05, 0.5, 4), window=(70, 5), sinks=rng.standard_normal(4),
                    query_offset=30, is_causal=True)
     dout = random_like(rng, (2, 4, 300, 8))
-    out, cache = kernels.flash_attention_forward(q, k, v, **options, block_size=(64, 32))
-    got = [out, *kernels.flash_attention_backward(dout, cache)]
+    if kernel == "dense":
+        with schedule.tile_limits(rows=64):
+            out, cache = kernels.attention_forward(q, k, v, **options)
+            got = [out, *kernels.attention_backward(dout, cache)]
+    else:
+        out, cache = kernels.flash_attention_forward(q, k, v, **options, block_size=(64, 32))
+        got = [out, *kernels.flash_attention_backward(dout, cache)]
     out, cache = functional.flash_attention_forward(q, k, v, **options, block_size=(100, 48))
     assert_equal_results(got, [out, *functional.flash_attention_backward(dout, cache)])
 
 
-def test_flash_kernel_visits_only_the_key_tiles_in_the_band(monkeypatch):
-    from numpy_attention.kernels import flash as flash_kernel
+def count_modified_tiles(monkeypatch) -> list[tuple[int, int, int]]:
+    """(first row, first key, keys) of every tile the kernels modify from now on."""
+    from numpy_attention.kernels.score_options import ScoreOptions
 
     visited = []
-    modify = flash_kernel._Options.modify
+    modify = ScoreOptions.modify
 
-    def counting_modify(self, scores, heads, rows, cols):
-        visited.append((rows.start, cols.start))
-        return modify(self, scores, heads, rows, cols)
+    def counting_modify(self, scores, query_heads, rows, cols, attn_mask=None):
+        visited.append((rows.start, cols.start, cols.stop - cols.start))
+        return modify(self, scores, query_heads, rows, cols, attn_mask)
 
-    monkeypatch.setattr(flash_kernel._Options, "modify", counting_modify)
+    monkeypatch.setattr(ScoreOptions, "modify", counting_modify)
+    return visited
+
+
+def test_dense_kernel_computes_only_the_keys_in_each_row_tiles_band(monkeypatch):
+    visited = count_modified_tiles(monkeypatch)
+    rng = np.random.default_rng(3)
+    q, k, v = (rng.standard_normal((1, 16, 3)) for _ in range(3))
+    with schedule.tile_limits(rows=4):
+        out, cache = kernels.attention_forward(q, k, v, is_causal=True, window=(3, 0), query_offset=2)
+    # Rows 4r..4r+3 sit at positions 4r+2..4r+5 and see keys 4r-1..4r+5 (clipped to 0..15).
+    assert visited == [(0, 0, 6), (4, 3, 7), (8, 7, 7), (12, 11, 5)]
+    expected = functional.attention_forward(q, k, v, is_causal=True, window=(3, 0), query_offset=2)[1].weights
+    assert np.all(cache.weights[expected == 0] == 0)  # the keys outside each tile's band: 0, not stale memory
+    assert rel_error(cache.weights, expected) < TOLERANCE
+
+
+def test_flash_kernel_visits_only_the_key_tiles_in_the_band(monkeypatch):
+    visited = count_modified_tiles(monkeypatch)
     rng = np.random.default_rng(3)
     q, k, v = (rng.standard_normal((1, 16, 3)) for _ in range(3))
     out, cache = kernels.flash_attention_forward(q, k, v, is_causal=True, window=(3, 0), block_size=4)
     kernels.flash_attention_backward(random_like(rng, out.shape), cache)
     # Rows 4r..4r+3 see keys 4r-3..4r+3: key tiles r-1 and r only, 7 of 16, forward and backward.
-    expected = [(0, 0), (4, 0), (4, 4), (8, 4), (8, 8), (12, 8), (12, 12)]
+    expected = [(0, 0, 4), (4, 0, 4), (4, 4, 4), (8, 4, 4), (8, 8, 4), (12, 8, 4), (12, 12, 4)]
     assert visited == expected * 2

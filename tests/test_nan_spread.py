@@ -100,3 +100,24 @@ def test_non_finite_numbers_spread_the_same_for_every_tile_shape(impl, name, blo
     q, k, v, dout, options = case(name)
     assert_same_non_finite_and_values(ours(impl, q, k, v, dout, options, block_size=block_size),
                                       ours("textbook", q, k, v, dout, options))
+
+
+# Today's options on top of each planted number: the kernels skip keys outside a band only where
+# every input is finite, so NaN and inf must reach the same entries as in the textbook pair.
+OPTIONS = {
+    "window-offset": dict(window=(1, 1), query_offset=1),
+    "softcap-alibi-sinks": dict(softcap=2.0, alibi_slopes=np.array([0.5, 0.25]), sinks=np.array([0.5, -1.0])),
+}
+
+
+@pytest.mark.parametrize("extra_options", sorted(OPTIONS))
+@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("impl", [impl for impl in IMPLS if impl != "textbook"])
+def test_non_finite_numbers_spread_with_the_options_as_in_the_textbook_pair(impl, name, extra_options):
+    q, k, v, dout, options = case(name)
+    options = {**options, **OPTIONS[extra_options]}
+    extra = {"block_size": 2} if impl in TILED_IMPLS else {}
+    got, expected = ours(impl, q, k, v, dout, options, **extra), ours("textbook", q, k, v, dout, options)
+    assert len(got) == len(expected)
+    assert any(np.isnan(x).any() for x in expected), "the case must plant a NaN somewhere"
+    assert_same_non_finite_and_values(got, expected)

@@ -31,10 +31,11 @@ import numpy as np
 
 from .._args import attention_scores_shape, check_attention_options, check_qkv, check_score_options
 from ..functional.dropout import draw_dropout_seed, position_dropout_factor
-from ..functional.score_mods import key_band, score_mod_backward, score_mod_forward, sink_grad, visible
+from ..functional.score_mods import score_mod_backward, sink_grad
 from ..validation import check_cache, check_dout, check_positive_int, unbroadcast
 from . import schedule
 from .dense import apply_mask, causal_mask, merge_groups, scores_bound, split_groups, with_head_axis
+from .score_options import ScoreOptions
 from .softmax import EXP_SAFE_BOUND
 
 # The cache a tile should fit in: 2 MiB, a per-core L2 on current x86 and ARM
@@ -151,55 +152,18 @@ def _key_tiles(
         yield cols
 
 
-class _Options(NamedTuple):
-    """The score options of one call, checked: each tile's score_mod and positional mask come from them."""
+def _option_tile_scores(
+    options: ScoreOptions, q_rows: np.ndarray, k: np.ndarray, mask: np.ndarray | None, query_heads: tuple,
+    num_heads: int, rows: slice, cols: slice,
+) -> tuple[np.ndarray, Any]:
+    """The tile's scores ``mod(scale Q_i K_j^T) + M_ij`` and mod's cache (None without soft-cap or ALiBi).
 
-    softcap: float | None
-    alibi_slopes: np.ndarray | None
-    window: tuple | None
-    sinks: np.ndarray | None
-    query_offset: int
-    is_causal: bool
-
-    @property
-    def given(self) -> bool:
-        """Whether any option beyond torch's is given (else the kernels' plain paths run)."""
-        return (self.softcap is not None or self.alibi_slopes is not None or self.window is not None
-                or self.sinks is not None or self.query_offset != 0)
-
-    def band(self, rows: slice) -> tuple[int, int]:
-        """The smallest and largest key position any query of ``rows`` may see."""
-        first, last = key_band(np.arange(rows.start, rows.stop) + self.query_offset, is_causal=self.is_causal,
-                               window=self.window)
-        return int(first.min()), int(last.max())
-
-    def tile_scores(
-        self, q_rows: np.ndarray, k: np.ndarray, mask: np.ndarray | None, heads: tuple, num_heads: int, rows: slice,
-        cols: slice,
-    ) -> tuple[np.ndarray, Any]:
-        """The tile's scores ``mod(scale Q_i K_j^T) + M_ij`` and mod's cache (None without soft-cap or ALiBi).
-
-        Without options, the plain :func:`_tile_scores` (causal tiles top-left, as before).
-        """
-        if not self.given:
-            return _tile_scores(q_rows, k, _tile_mask(mask, self.is_causal, rows, cols), num_heads, cols), None
-        scores, mod_cache = self.modify(merge_groups(q_rows @ k[..., cols, :].swapaxes(-1, -2), num_heads), heads,
-                                        rows, cols)
-        return apply_mask(scores, _tile_mask(mask, False, rows, cols)), mod_cache
-
-    def modify(self, scores: np.ndarray, heads: tuple, rows: slice, cols: slice) -> tuple[np.ndarray, Any]:
-        """score_mod then the positional mask (-inf added) on one tile (..., heads, rows, cols), and mod's cache."""
-        query_pos, key_pos = np.arange(rows.start, rows.stop) + self.query_offset, np.arange(cols.start, cols.stop)
-        mod_cache = None
-        if self.softcap is not None or self.alibi_slopes is not None:
-            slopes = None if self.alibi_slopes is None else self.alibi_slopes[heads[-1]]
-            scores, mod_cache = score_mod_forward(scores, query_pos, key_pos, softcap=self.softcap,
-                                                  alibi_slopes=slopes)
-        if self.is_causal or self.window is not None:
-            seen = visible(query_pos, key_pos, is_causal=self.is_causal, window=self.window)
-            if not seen.all():
-                scores = scores + np.where(seen, 0.0, -np.inf).astype(scores.dtype)
-        return scores, mod_cache
+    Without options, the plain :func:`_tile_scores` (causal tiles top-left, as before).
+    """
+    if not options.given:
+        return _tile_scores(q_rows, k, _tile_mask(mask, options.is_causal, rows, cols), num_heads, cols), None
+    scores = merge_groups(q_rows @ k[..., cols, :].swapaxes(-1, -2), num_heads)
+    return options.modify(scores, query_heads[-1], rows, cols, _tile_mask(mask, False, rows, cols))
 
 
 def _tile_mask(
@@ -332,7 +296,7 @@ def flash_attention_forward(
     attn_mask, dropout_p, is_causal, scale = check_attention_options(
         attn_mask, dropout_p, is_causal, scale, scores_shape, q.dtype, q.shape[-1]
     )
-    options = _Options(*check_score_options(q, softcap, alibi_slopes, window, sinks, query_offset), is_causal)
+    options = ScoreOptions(*check_score_options(q, softcap, alibi_slopes, window, sinks, query_offset), is_causal)
     block_size = _block_shape(block_size, q.dtype, q.shape[-1])
     block_rows, block_keys = block_size
     dropout_seed = draw_dropout_seed(dropout_p, rng)
@@ -374,7 +338,8 @@ def flash_attention_forward(
             acc = np.zeros((*row_max.shape[:-1], v.shape[-1]), dtype=q.dtype)
             band = options.band(rows) if options.given else None
             for cols in _key_tiles(rows, num_keys, block_keys, is_causal, finite_rows, finite_keys, band):
-                scores, _ = options.tile_scores(q_rows, k_heads, mask_heads, query_heads, chunk_heads, rows, cols)
+                scores, _ = _option_tile_scores(options, q_rows, k_heads, mask_heads, query_heads, chunk_heads, rows,
+                                                cols)
                 if bounded:
                     correction = 1.0
                     probs = np.exp(scores, out=scores)
@@ -440,7 +405,7 @@ def flash_attention_backward(
     """
     check_cache(cache, FlashAttentionCache, "flash_attention_forward")
     q, k, v, attn_mask, out, row_max, log_row_sum, dropout_seed, dropout_p, is_causal, scale, block_size = cache[:12]
-    options = _Options(*cache[12:], is_causal)
+    options = ScoreOptions(*cache[12:], is_causal)
     dout = check_dout(dout, out.shape, q.dtype)
     out4, dout4 = with_head_axis(out), with_head_axis(dout)
     *heads, num_queries, _ = out4.shape
@@ -478,8 +443,8 @@ def flash_attention_backward(
             dq_rows = np.zeros((*dout_rows.shape[:-1], q.shape[-1]), dtype=q.dtype)
             band = options.band(rows) if options.given else None
             for cols in _key_tiles(rows, num_keys, block_keys, is_causal, finite_rows, finite_keys, band):
-                scores, mod_cache = options.tile_scores(q_rows, k_heads, mask_heads, query_heads, chunk_heads,
-                                                        rows, cols)
+                scores, mod_cache = _option_tile_scores(options, q_rows, k_heads, mask_heads, query_heads,
+                                                        chunk_heads, rows, cols)
                 # E = exp(S - m) = l * P, in place; 1 / l is applied to the (rows, E) factors instead.
                 if shifted:
                     np.subtract(scores, max_rows, out=scores)
