@@ -20,7 +20,7 @@ from numpy_attention.functional import attention as naive_module
 from numpy_attention.functional import attention_backward, attention_forward
 from numpy_attention.functional import dropout as position_dropout
 from numpy_attention.kernels import flash as flash_module
-from numpy_attention.kernels import flash_attention_backward, flash_attention_forward
+from numpy_attention.kernels import flash_attention_backward, flash_attention_forward, schedule
 
 CASE_IDS = [case.name for case in CASES]
 
@@ -252,14 +252,14 @@ def test_integer_inputs_are_converted_to_float64():
 
 
 def test_default_block_size_fits_a_tile_in_cache():
-    assert flash_module.default_block_size(np.float32, 64) == (512, 256)
-    assert flash_module.default_block_size(np.float64, 64) == (256, 128)
+    assert schedule.default_block_size(np.float32, 64) == (512, 256)
+    assert schedule.default_block_size(np.float64, 64) == (256, 128)
     for dtype in (np.float32, np.float64):
         for head_dim in (8, 64, 512):
-            rows, keys = flash_module.default_block_size(dtype, head_dim)
+            rows, keys = schedule.default_block_size(dtype, head_dim)
             itemsize = np.dtype(dtype).itemsize
             working_set = (2 * rows * keys + 3 * rows * head_dim + 4 * keys * head_dim) * itemsize
-            assert rows == 2 * keys and (working_set <= flash_module.TILE_CACHE_BYTES or keys == 32)
+            assert rows == 2 * keys and (working_set <= schedule.TILE_CACHE_BYTES or keys == 32)
 
 
 @pytest.mark.parametrize("block_size, error, message", [

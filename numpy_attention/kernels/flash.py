@@ -24,7 +24,6 @@ tiled backward".
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
@@ -32,57 +31,11 @@ import numpy as np
 from .._args import attention_scores_shape, check_attention_options, check_qkv, check_score_options
 from ..functional.dropout import draw_dropout_seed, position_dropout_factor
 from ..functional.score_mods import score_mod_backward, sink_grad
-from ..validation import check_cache, check_dout, check_positive_int, unbroadcast
+from ..validation import check_cache, check_dout, unbroadcast
 from . import schedule
 from .dense import apply_mask, causal_mask, merge_groups, scores_bound, split_groups, with_head_axis
 from .score_options import ScoreOptions
 from .softmax import EXP_SAFE_BOUND
-
-# The cache a tile should fit in: 2 MiB, a per-core L2 on current x86 and ARM
-# laptops (1.25-2 MiB; this machine has 2 MiB per core).
-TILE_CACHE_BYTES = 2 * 1024 * 1024
-
-
-def default_block_size(dtype: np.dtype, head_dim: int) -> tuple[int, int]:
-    """(query rows, keys) of the default tile: the largest whose working set fits in ``TILE_CACHE_BYTES``.
-
-    The tile is twice as tall as it is wide, keys a power of two (at least 32).
-    Its working set, per head, is two (rows, keys) arrays (the scores, turned
-    into probabilities in place, and their gradient, turned into dS in place),
-    three (rows, E) slices (Q, dO, the dQ accumulator) and four (keys, E)
-    slices (K, V and their gradients' terms). For E = 64 that gives 512 x 256
-    in float32 (1.6 MiB) and 256 x 128 in float64 (1.1 MiB).
-
-    Why tall: a row block pays a fixed cost (its scaled queries, D, the final
-    division) once for all its key tiles, and the backward's dK_J += dS^T Q_I
-    runs over the rows, so more rows make that product longer and its
-    read-modify-write of dK_J, dV_J rarer (docs/performance.md, "Tile shapes",
-    has the timings). Smaller tiles pay the Python loop's fixed cost per tile
-    on less work, hence the floor of 32. Heads and batch entries are not
-    counted: the matmuls, where the time goes, work on one head at a time.
-    """
-    itemsize = np.dtype(dtype).itemsize
-
-    def fits(keys: int) -> bool:
-        rows = 2 * keys
-        return (2 * rows * keys + 3 * rows * head_dim + 4 * keys * head_dim) * itemsize <= TILE_CACHE_BYTES
-
-    keys = 32
-    while fits(2 * keys):
-        keys *= 2
-    return 2 * keys, keys
-
-
-def _block_shape(block_size: Any, dtype: np.dtype, head_dim: int) -> tuple[int, int]:
-    """``block_size`` as (query rows, keys): an int is a square tile, None the default."""
-    if block_size is None:
-        rows, keys = default_block_size(dtype, head_dim)
-        limit = schedule.tile_row_limit()  # schedule.tile_limits(rows=...): small tiles for the checks
-        return (rows, keys) if limit is None else (min(rows, limit), min(keys, limit))
-    if isinstance(block_size, tuple) and len(block_size) == 2:
-        return check_positive_int(block_size[0], "block_size[0]"), check_positive_int(block_size[1], "block_size[1]")
-    size = check_positive_int(block_size, "block_size")
-    return size, size
 
 
 class FlashAttentionCache(NamedTuple):
@@ -115,41 +68,6 @@ class FlashAttentionCache(NamedTuple):
     window: tuple | None = None
     sinks: np.ndarray | None = None
     query_offset: int = 0
-
-
-def _tiles(length: int, block_size: int) -> Iterator[slice]:
-    """Consecutive slices of ``block_size`` covering range(length); the last may be shorter."""
-    for start in range(0, length, block_size):
-        yield slice(start, min(start + block_size, length))
-
-
-def _finite_tiles(arrays: tuple[np.ndarray, ...], length: int, block_size: int) -> list[bool]:
-    """For each tile of axis -2, whether every one of ``arrays`` holds only finite numbers there."""
-    return [all(np.isfinite(x[..., tile, :]).all() for x in arrays) for tile in _tiles(length, block_size)]
-
-
-def _key_tiles(
-    rows: slice, num_keys: int, block_size: int, is_causal: bool, finite_rows: bool, finite_keys: list[bool],
-    band: tuple[int, int] | None = None,
-) -> Iterator[slice]:
-    """The key tiles a row tile must visit: with ``is_causal``, none wholly above the diagonal.
-
-    Query i sees keys j <= i, so a key tile starting at or after ``rows.stop``
-    is entirely masked; it is skipped, not computed and masked. Unless a
-    number there is not finite: torch adds the mask (-inf) to the scores, so a
-    NaN or inf in the rows' queries (or output and its gradient) or in the
-    tile's keys or values still spreads NaN, and such a tile is computed to do
-    the same.
-    """
-    # With band = (first, last), the key positions some query of the row tile may see (key_band,
-    # query_offset and window included), a tile wholly outside it is skipped likewise.
-    for cols, finite in zip(_tiles(num_keys, block_size), finite_keys):
-        if finite_rows and finite:
-            if band is None and is_causal and cols.start >= rows.stop:
-                continue
-            if band is not None and (cols.stop - 1 < band[0] or cols.start > band[1]):
-                continue
-        yield cols
 
 
 def _option_tile_scores(
@@ -263,7 +181,7 @@ def flash_attention_forward(
     Same arguments, semantics and output as :func:`attention_forward` (see
     there), plus ``block_size``: an int B makes tiles of B queries by B keys,
     a pair (rows, keys) tiles of that shape. Any positive sizes give the same
-    result up to rounding; None picks :func:`default_block_size` (512 x 256
+    result up to rounding; None picks :func:`~numpy_attention.kernels.schedule.default_block_size` (512 x 256
     in float32 and 256 x 128 in float64 for E = 64), whose tile fits in a
     per-core L2 cache (capped by :func:`~numpy_attention.kernels.schedule.tile_limits`).
 
@@ -297,7 +215,7 @@ def flash_attention_forward(
         attn_mask, dropout_p, is_causal, scale, scores_shape, q.dtype, q.shape[-1]
     )
     options = ScoreOptions(*check_score_options(q, softcap, alibi_slopes, window, sinks, query_offset), is_causal)
-    block_size = _block_shape(block_size, q.dtype, q.shape[-1])
+    block_size = schedule.block_shape(block_size, q.dtype, q.shape[-1])
     block_rows, block_keys = block_size
     dropout_seed = draw_dropout_seed(dropout_p, rng)
 
@@ -324,8 +242,8 @@ def flash_attention_forward(
         mask_heads = None if views.mask is None else views.mask[query_heads]
         out_heads, max_heads, log_sum_heads = out[query_heads], final_max[query_heads], log_row_sum[query_heads]
         chunk_heads, chunk_kv_heads = q_heads.shape[-3], k_heads.shape[-3]
-        finite_keys = _finite_tiles((k_heads, v_heads), num_keys, block_keys)
-        for rows in _tiles(num_queries, block_rows):
+        finite_keys = schedule.finite_tiles((k_heads, v_heads), num_keys, block_keys)
+        for rows in schedule.tiles(num_queries, block_rows):
             q_rows = split_groups(q_heads[..., rows, :] * scale, chunk_kv_heads)
             finite_rows = bool(np.isfinite(q_rows).all())
             row_max = np.full((*q_rows.shape[:-3], chunk_heads, rows.stop - rows.start, 1),
@@ -337,7 +255,7 @@ def flash_attention_forward(
                 row_max = row_max if bounded else np.broadcast_to(sink, row_max.shape).astype(q.dtype)
             acc = np.zeros((*row_max.shape[:-1], v.shape[-1]), dtype=q.dtype)
             band = options.band(rows) if options.given else None
-            for cols in _key_tiles(rows, num_keys, block_keys, is_causal, finite_rows, finite_keys, band):
+            for cols in schedule.key_tiles(rows, num_keys, block_keys, is_causal, finite_rows, finite_keys, band):
                 scores, _ = _option_tile_scores(options, q_rows, k_heads, mask_heads, query_heads, chunk_heads, rows,
                                                 cols)
                 if bounded:
@@ -427,8 +345,8 @@ def flash_attention_backward(
         dk_heads, dv_heads, dq_heads = dk[chunk], dv[chunk], dq[query_heads]
         max_heads, log_sum_heads = row_max[query_heads], log_row_sum[query_heads]
         chunk_heads, chunk_kv_heads = q_heads.shape[-3], k_heads.shape[-3]
-        finite_keys = _finite_tiles((k_heads, v_heads), num_keys, block_keys)
-        for rows in _tiles(num_queries, block_rows):
+        finite_keys = schedule.finite_tiles((k_heads, v_heads), num_keys, block_keys)
+        for rows in schedule.tiles(num_queries, block_rows):
             q_rows = split_groups(q_heads[..., rows, :] * scale, chunk_kv_heads)
             dout_rows = dout_heads[..., rows, :]
             dout_groups = split_groups(dout_rows, chunk_kv_heads)
@@ -442,7 +360,7 @@ def flash_attention_backward(
             q_over_sum = q_rows * split_groups(inv_sum_rows, chunk_kv_heads)  # scale * Q_i / l_i
             dq_rows = np.zeros((*dout_rows.shape[:-1], q.shape[-1]), dtype=q.dtype)
             band = options.band(rows) if options.given else None
-            for cols in _key_tiles(rows, num_keys, block_keys, is_causal, finite_rows, finite_keys, band):
+            for cols in schedule.key_tiles(rows, num_keys, block_keys, is_causal, finite_rows, finite_keys, band):
                 scores, mod_cache = _option_tile_scores(options, q_rows, k_heads, mask_heads, query_heads,
                                                         chunk_heads, rows, cols)
                 # E = exp(S - m) = l * P, in place; 1 / l is applied to the (rows, E) factors instead.

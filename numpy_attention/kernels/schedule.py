@@ -3,7 +3,8 @@
 The math is in :mod:`dense`, :mod:`flash` and :mod:`linear` (and, plainly, in the textbook
 pairs of :mod:`numpy_attention.functional`); this module only decides which slices of it
 run together and where: the one scheduling layer of the kernels. A tile is a few heads' rows of scores that
-stay in a core's cache through all the passes over them; chunks of heads, and
+stay in a core's cache through all the passes over them (the dense kernel's :func:`query_tiles`, the
+flash kernel's blocks of :func:`block_shape` and the key tiles :func:`key_tiles` visits); chunks of heads, and
 blocks of a large product (:func:`matmul`), are the units that run on the cores,
 each writing only its own slices of the outputs.
 """
@@ -21,6 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import numpy as np
+
+from ..validation import check_positive_int
 
 # The attention runs one tile at a time: a few heads' rows of scores that stay in the core's
 # cache from the product Q K^T through the softmax's passes to the product with V, instead of
@@ -203,3 +206,87 @@ def attention_chunks(batch: tuple, heads: tuple, tiles: list, num_keys: int, ite
         for index in np.ndindex(*batch)
         for start in range(0, num_kv_heads, per_chunk)
     ]
+
+
+# The flash kernel's tiles: (query rows, keys) blocks that fit a core's cache, and the key tiles a row tile visits.
+
+# The cache a tile should fit in: 2 MiB, a per-core L2 on current x86 and ARM
+# laptops (1.25-2 MiB; this machine has 2 MiB per core).
+TILE_CACHE_BYTES = 2 * 1024 * 1024
+
+
+def default_block_size(dtype: np.dtype, head_dim: int) -> tuple[int, int]:
+    """(query rows, keys) of the default tile: the largest whose working set fits in ``TILE_CACHE_BYTES``.
+
+    The tile is twice as tall as it is wide, keys a power of two (at least 32).
+    Its working set, per head, is two (rows, keys) arrays (the scores, turned
+    into probabilities in place, and their gradient, turned into dS in place),
+    three (rows, E) slices (Q, dO, the dQ accumulator) and four (keys, E)
+    slices (K, V and their gradients' terms). For E = 64 that gives 512 x 256
+    in float32 (1.6 MiB) and 256 x 128 in float64 (1.1 MiB).
+
+    Why tall: a row block pays a fixed cost (its scaled queries, D, the final
+    division) once for all its key tiles, and the backward's dK_J += dS^T Q_I
+    runs over the rows, so more rows make that product longer and its
+    read-modify-write of dK_J, dV_J rarer (docs/performance.md, "Tile shapes",
+    has the timings). Smaller tiles pay the Python loop's fixed cost per tile
+    on less work, hence the floor of 32. Heads and batch entries are not
+    counted: the matmuls, where the time goes, work on one head at a time.
+    """
+    itemsize = np.dtype(dtype).itemsize
+
+    def fits(keys: int) -> bool:
+        rows = 2 * keys
+        return (2 * rows * keys + 3 * rows * head_dim + 4 * keys * head_dim) * itemsize <= TILE_CACHE_BYTES
+
+    keys = 32
+    while fits(2 * keys):
+        keys *= 2
+    return 2 * keys, keys
+
+
+def block_shape(block_size: Any, dtype: np.dtype, head_dim: int) -> tuple[int, int]:
+    """``block_size`` as (query rows, keys): an int is a square tile, None the default."""
+    if block_size is None:
+        rows, keys = default_block_size(dtype, head_dim)
+        limit = tile_row_limit()  # schedule.tile_limits(rows=...): small tiles for the checks
+        return (rows, keys) if limit is None else (min(rows, limit), min(keys, limit))
+    if isinstance(block_size, tuple) and len(block_size) == 2:
+        return check_positive_int(block_size[0], "block_size[0]"), check_positive_int(block_size[1], "block_size[1]")
+    size = check_positive_int(block_size, "block_size")
+    return size, size
+
+
+def tiles(length: int, block_size: int) -> Iterator[slice]:
+    """Consecutive slices of ``block_size`` covering range(length); the last may be shorter."""
+    for start in range(0, length, block_size):
+        yield slice(start, min(start + block_size, length))
+
+
+def finite_tiles(arrays: tuple[np.ndarray, ...], length: int, block_size: int) -> list[bool]:
+    """For each tile of axis -2, whether every one of ``arrays`` holds only finite numbers there."""
+    return [all(np.isfinite(x[..., tile, :]).all() for x in arrays) for tile in tiles(length, block_size)]
+
+
+def key_tiles(
+    rows: slice, num_keys: int, block_size: int, is_causal: bool, finite_rows: bool, finite_keys: list[bool],
+    band: tuple[int, int] | None = None,
+) -> Iterator[slice]:
+    """The key tiles a row tile must visit: with ``is_causal``, none wholly above the diagonal.
+
+    Query i sees keys j <= i, so a key tile starting at or after ``rows.stop``
+    is entirely masked; it is skipped, not computed and masked. Unless a
+    number there is not finite: torch adds the mask (-inf) to the scores, so a
+    NaN or inf in the rows' queries (or output and its gradient) or in the
+    tile's keys or values still spreads NaN, and such a tile is computed to do
+    the same.
+    """
+    # With band = (first, last), the key positions some query of the row tile may see (key_band,
+    # query_offset and window included), a tile wholly outside it is skipped likewise.
+    for cols, finite in zip(tiles(num_keys, block_size), finite_keys):
+        if finite_rows and finite:
+            if band is None and is_causal and cols.start >= rows.stop:
+                continue
+            if band is not None and (cols.stop - 1 < band[0] or cols.start > band[1]):
+                continue
+        yield cols
