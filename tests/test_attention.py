@@ -150,3 +150,13 @@ def test_the_textbook_convenience_function_is_the_forward_output(rng, options):
     q, k, v = random_like(rng, (2, 4, 5, 3)), random_like(rng, (2, 2, 6, 3)), random_like(rng, (2, 2, 6, 2))
     expected, _ = functional.attention_forward(q, k, v, **options)
     np.testing.assert_array_equal(functional.scaled_dot_product_attention(q, k, v, **options), expected)
+
+
+@pytest.mark.parametrize("options", [{}, {"is_causal": True, "scale": 0.3},
+                                     {"softcap": 2.0, "window": (1, 0), "query_offset": 1, "sinks": np.ones(4)}])
+def test_the_kernel_convenience_function_is_the_dense_kernels_forward_output(rng, options):
+    from numpy_attention import kernels
+
+    q, k, v = random_like(rng, (2, 4, 5, 3)), random_like(rng, (2, 2, 6, 3)), random_like(rng, (2, 2, 6, 2))
+    expected, _ = kernels.attention_forward(q, k, v, **options)
+    np.testing.assert_array_equal(scaled_dot_product_attention(q, k, v, **options), expected)

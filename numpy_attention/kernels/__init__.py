@@ -33,9 +33,14 @@ def scaled_dot_product_attention(
     scale: float | None = None,
     *,
     rng: np.random.Generator | None = None,
+    **options: object,
 ) -> np.ndarray:
-    """The output of the dense kernel's :func:`attention_forward` alone, shaped like torch's function of that name."""
-    out, _ = attention_forward(q, k, v, attn_mask, dropout_p, is_causal, scale, rng=rng)
+    """The output of the dense kernel's :func:`attention_forward` alone, shaped like torch's function of that name.
+
+    ``options`` are today's keyword options of :func:`attention_forward` (``softcap``,
+    ``alibi_slopes``, ``window``, ``sinks``, ``query_offset``).
+    """
+    out, _ = attention_forward(q, k, v, attn_mask, dropout_p, is_causal, scale, rng=rng, **options)
     return out
 
 
