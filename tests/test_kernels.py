@@ -290,3 +290,32 @@ def test_flash_kernel_visits_only_the_key_tiles_in_the_band(monkeypatch):
     # Rows 4r..4r+3 see keys 4r-3..4r+3: key tiles r-1 and r only, 7 of 16, forward and backward.
     expected = [(0, 0, 4), (4, 0, 4), (4, 4, 4), (8, 4, 4), (8, 8, 4), (12, 8, 4), (12, 12, 4)]
     assert visited == expected * 2
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(0, 3), (7,), (3, 5, 11), (2, 300, 1024)])
+def test_gelu_kernel_equals_the_textbook_pair_bit_for_bit(shape, dtype, approximate, monkeypatch):
+    """Pieces on two threads: the last shape (614,400 elements) is over the threshold, a piece per core."""
+    monkeypatch.setattr(schedule, "one_thread_blas", lambda: (2, contextlib.nullcontext()))
+    rng = np.random.default_rng(31)
+    x = (rng.standard_normal(shape) * np.where(rng.random(shape) < 0.1, 30.0, 2.0)).astype(dtype)
+    dout = random_like(rng, shape, dtype)
+    results = []
+    for forward, backward in ((kernels.gelu_forward, kernels.gelu_backward),
+                              (functional.gelu_forward, functional.gelu_backward)):
+        out, cache = forward(x, approximate)
+        results.append((out, backward(dout, cache)))
+    for got, expected in zip(*results):
+        assert got.dtype == expected.dtype == dtype and got.shape == expected.shape == shape
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_gelu_kernel_splits_a_large_array_between_the_cores():
+    from numpy_attention.kernels.gelu import PIECE_ALIGN, pieces
+
+    cut = pieces(600_001)
+    assert min(2, schedule.MAX_WORKERS) <= len(cut) <= schedule.MAX_WORKERS
+    assert cut[0].start == 0 and cut[-1].stop == 600_001
+    assert all(a.stop == b.start and a.stop % PIECE_ALIGN == 0 for a, b in zip(cut, cut[1:]))
+    assert pieces(1000) == [slice(0, 1000)] and pieces(0) == [slice(0, 0)]

@@ -7,6 +7,7 @@ proves it on the shared case grid, block sizes from 1 up)::
     attention_forward / attention_backward               dense: stores the weights P (L x T)
     flash_attention_forward / flash_attention_backward   tiled: memory linear in L and T
     linear_forward / linear_backward                     large products split between the cores
+    gelu_forward / gelu_backward                         the elements split between the cores
 
 The modules and :func:`numpy_attention.scaled_dot_product_attention` run these by
 default. How the work is cut into tiles, chunks of heads and threads lives in one
@@ -20,6 +21,7 @@ import numpy as np
 
 from .dense import AttentionCache, attention_backward, attention_forward
 from .flash import FlashAttentionCache, flash_attention_backward, flash_attention_forward
+from .gelu import gelu_backward, gelu_forward
 from .linear import linear_backward, linear_forward
 
 
@@ -51,6 +53,8 @@ __all__ = [
     "attention_forward",
     "flash_attention_backward",
     "flash_attention_forward",
+    "gelu_backward",
+    "gelu_forward",
     "linear_backward",
     "linear_forward",
     "scaled_dot_product_attention",

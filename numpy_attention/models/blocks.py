@@ -31,7 +31,14 @@ import numpy as np
 from .. import functional as F
 from ..functional.dropout import draw_keep_mask, dropout_factor
 from ..functional.heads import merge_heads, split_heads
-from ..kernels import attention_backward, attention_forward, linear_backward, linear_forward
+from ..kernels import (
+    attention_backward,
+    attention_forward,
+    gelu_backward,
+    gelu_forward,
+    linear_backward,
+    linear_forward,
+)
 
 
 @dataclass(frozen=True)
@@ -172,7 +179,7 @@ def mlp_forward(h: np.ndarray, params: dict, prefix: str, arch: Arch, p: float, 
         g, gate = linear(h, params, prefix + "mlp.c_gate")
         a, act = F.swiglu_forward(g, a)
     else:
-        a, act = F.gelu_forward(a)
+        a, act = gelu_forward(a)
     out, proj = linear(a, params, prefix + "mlp.c_proj")
     out, keep = dropout(out, p, rng)
     return out, MLPCache(fc, gate, act, proj, keep)
@@ -193,7 +200,7 @@ def mlp_backward(dout: np.ndarray, cache: MLPCache, grads: dict, prefix: str, p:
     """
     dg = linear_grad(dropout_grad(dout, cache.keep, p), cache.proj, grads, prefix + "mlp.c_proj")
     if cache.gate is None:
-        return linear_grad(F.gelu_backward(dg, cache.act), cache.fc, grads, prefix + "mlp.c_fc")
+        return linear_grad(gelu_backward(dg, cache.act), cache.fc, grads, prefix + "mlp.c_fc")
     dgate, dup = F.swiglu_backward(dg, cache.act)
     dh = linear_grad(dup, cache.fc, grads, prefix + "mlp.c_fc")
     return dh + linear_grad(dgate, cache.gate, grads, prefix + "mlp.c_gate")
