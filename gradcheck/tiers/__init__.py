@@ -6,12 +6,13 @@
 * :mod:`.dropout`: the mask is drawn, keeps about 1 - p, and the backward uses it;
 * :mod:`.weights`: the returned attention weights against torch, causal weights beyond a tile exactly 0;
 * :mod:`.mha_pairs`: every pair of MultiHeadAttention's options, as a covering array;
-* :mod:`.optimizers`: each optimizer step for step against ``torch.optim``.
+* :mod:`.optimizers`: each optimizer step for step against ``torch.optim``;
+* :mod:`.edges`: the ends of an op's range (one kept target, all ignored, a negative ``padding_idx``, ...).
 """
 
 from __future__ import annotations
 
-from . import dropout, mha_pairs, optimizers, stress, tiles, weights
+from . import dropout, edges, mha_pairs, optimizers, stress, tiles, weights
 
 TIER_ENTRIES = [*tiles.ENTRIES, *stress.ENTRIES, *dropout.ENTRIES, *weights.ENTRIES, *mha_pairs.ENTRIES,
-                *optimizers.ENTRIES]
+                *optimizers.ENTRIES, *edges.ENTRIES]

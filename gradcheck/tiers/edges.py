@@ -1,0 +1,154 @@
+"""The edge tier: the inputs at the ends of an op's range, where a wrong divisor, sign or branch shows.
+
+* cross-entropy with one kept target, with every target ignored (the mean is 0 / 0 = NaN, as torch's),
+  with one class, and with a Python number as the upstream gradient;
+* an embedding whose ``padding_idx`` is 0 (falsy) or negative (counted from the end, as torch counts it);
+* the appended keys (``bias_k`` and ``add_zero_attn``) as a pair of their own;
+* the convenience ``scaled_dot_product_attention`` of the textbook and of the kernels, which return the
+  forward's output alone.
+
+Each runs finite differences where the function has a derivative, and the torch comparison
+(NaN-aware where the value is NaN) when torch is installed.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+
+from numpy_attention import functional as F
+from numpy_attention import kernels
+from numpy_attention.functional import heads
+
+from .. import torch_ops
+from ..reference import REFERENCE_TOLERANCES
+from ..report import Report, compare
+from ..targets import Entry, Target, normal
+from .common import TierTarget, as_tier, torch_pair_run
+
+IGNORE = -100
+EXACT = float(np.finfo(np.float64).tiny)  # an atol with no rtol: equal to the last bit
+
+
+def cross_entropy_edge(dtype: np.dtype, kept: int, classes: int = 5, reduction: str = "mean") -> Target:
+    """Six rows of ``classes`` logits of which only the first ``kept`` targets count (the others ignored)."""
+    (logits,) = normal(dtype, (6, classes), seed=70)
+    target = np.random.default_rng(71).integers(0, classes, 6)
+    target[kept:] = IGNORE
+    options = {"reduction": reduction, "ignore_index": IGNORE}
+    return Target((logits, target), functools.partial(F.cross_entropy_forward, **options), F.cross_entropy_backward,
+                  torch_forward=functools.partial(torch_ops.cross_entropy, **options))
+
+
+def all_ignored_mean(dtype: np.dtype) -> TierTarget:
+    """Every target ignored, mean: the loss is NaN (0 / 0) and the gradient 0 in torch; compared NaN-aware."""
+    target = as_tier(cross_entropy_edge(dtype, kept=0))
+    target.own_torch = functools.partial(torch_pair_run, target)
+    target.skip_finite_differences = "the mean over no kept target is NaN (0 / 0), as torch's: no derivative"
+    return target
+
+
+def number_dout_check(dtype: np.dtype, fast: bool) -> Report:
+    """The gradient for a Python-number ``dout`` equals the one for the same value as a 0-d array."""
+    (logits,) = normal(dtype, (4, 3), seed=72)
+    target = np.random.default_rng(73).integers(0, 3, 4)
+    rows = []
+    for reduction in ("mean", "sum"):
+        _, cache = F.cross_entropy_forward(logits, target, reduction=reduction)
+        expected = F.cross_entropy_backward(np.asarray(0.7, dtype=dtype), cache)
+        rows.append(compare(f"dlogits ({reduction}, dout=0.7)", F.cross_entropy_backward(0.7, cache), expected,
+                            EXACT, 0.0))
+    return Report(title="cross_entropy_backward with a Python number as dout", rows=rows,
+                  method="against the same dout as a 0-d array (exactly)", dtype=str(np.dtype(dtype)), atol=EXACT,
+                  rtol=0.0, labels=("number", "array"))
+
+
+def padding_idx_edge(dtype: np.dtype, padding_idx: int) -> Target:
+    """A (7, 4) table with ``padding_idx`` 0 (falsy) or -1 (the last row, counted from the end as torch counts)."""
+    indices = np.random.default_rng(74).integers(0, 7, (2, 6))
+    indices.flat[::4] = padding_idx % 7
+    (weight,) = normal(dtype, (7, 4), seed=75)
+    return Target((indices, weight), functools.partial(F.embedding_forward, padding_idx=padding_idx),
+                  F.embedding_backward, torch_forward=functools.partial(torch_ops.embedding, padding_idx=padding_idx),
+                  skip_finite_differences="the padding row gets no gradient by design (as in torch), "
+                                          "not the derivative of the lookup")
+
+
+def torch_append_keys(x: Any, bias: Any, add_zero: bool) -> Any:
+    import torch
+
+    batch, _, features = x.shape
+    rows = [x, bias.expand(batch, 1, features)]
+    if add_zero:
+        rows.append(torch.zeros(batch, 1, features, dtype=x.dtype))
+    return torch.cat(rows, dim=1)
+
+
+def append_keys_target(dtype: np.dtype, add_zero: bool) -> Target:
+    """Three batch entries of 4 keys with ``bias_k`` appended (and a zero key when ``add_zero``)."""
+    x, bias = normal(dtype, (3, 4, 5), (1, 1, 5), seed=76)
+    forward = functools.partial(heads.append_keys_forward, add_zero=add_zero)
+    return Target((x, bias), forward, heads.append_keys_backward,
+                  torch_forward=functools.partial(torch_append_keys, add_zero=add_zero))
+
+
+def sdpa_output_check(pair: Any, dtype: np.dtype, fast: bool) -> Report:
+    """``pair.scaled_dot_product_attention`` returns ``pair.attention_forward``'s output, exactly, in every case."""
+    q, k, v = normal(dtype, (2, 4, 5, 3), (2, 2, 6, 3), (2, 2, 6, 2), seed=77)
+    mask = np.random.default_rng(78).random((5, 6)) > 0.3
+    cases = {"plain": {}, "mask-scale": {"attn_mask": mask, "scale": 0.3}, "causal": {"is_causal": True},
+             "dropout": {"dropout_p": 0.3, "rng": 5}, "softcap-window": {"softcap": 2.0, "window": (1, 2)}}
+    rows = []
+    for label, options in cases.items():
+        def call(function: Any, options: dict = options) -> np.ndarray:
+            seeded = {**options, "rng": np.random.default_rng(options["rng"])} if "rng" in options else options
+            return function(q, k, v, **seeded)
+
+        expected = call(pair.attention_forward)[0]
+        rows.append(compare(f"output ({label})", call(pair.scaled_dot_product_attention), expected, EXACT, 0.0))
+    return Report(title=f"{pair.__name__}.scaled_dot_product_attention", rows=rows,
+                  method=f"against {pair.__name__}.attention_forward's output (exactly)", dtype=str(np.dtype(dtype)),
+                  atol=EXACT, rtol=0.0, labels=("function", "forward"))
+
+
+def sdpa_torch_check(function: Any) -> Report:
+    """``function`` against torch's scaled_dot_product_attention, causal with a boolean mask and a scale."""
+    torch = __import__("torch")
+    q, k, v = normal(np.float64, (2, 3, 5, 4), (2, 3, 7, 4), (2, 3, 7, 2), seed=79)
+    mask = np.random.default_rng(80).random((5, 7)) > 0.3
+    mask[:, 0] = True
+    expected = torch.nn.functional.scaled_dot_product_attention(
+        *(torch.from_numpy(a) for a in (q, k, v)), attn_mask=torch.from_numpy(mask), scale=0.4).numpy()
+    atol, rtol = REFERENCE_TOLERANCES[np.dtype(np.float64)]
+    row = compare("output", function(q, k, v, attn_mask=mask, scale=0.4), expected, atol, rtol)
+    return Report(title=f"{function.__module__}.scaled_dot_product_attention against torch", rows=[row],
+                  method=f"torch {torch.__version__}, float64", dtype="float64", atol=atol, rtol=rtol,
+                  labels=("numpy", "torch"))
+
+
+def sdpa_entry(label: str, pair: Any) -> Entry:
+    function = pair.scaled_dot_product_attention
+
+    def build(dtype: np.dtype) -> TierTarget:
+        return TierTarget((), own_check=functools.partial(sdpa_output_check, pair, dtype),
+                          torch_forward=function, own_torch=functools.partial(sdpa_torch_check, function))
+
+    return Entry(f"edges/scaled_dot_product_attention/{label}", build)
+
+
+ENTRIES: list[Entry] = [
+    Entry("edges/cross_entropy/one-kept-target", functools.partial(cross_entropy_edge, kept=1)),
+    Entry("edges/cross_entropy/all-ignored-sum", functools.partial(cross_entropy_edge, kept=0, reduction="sum")),
+    Entry("edges/cross_entropy/all-ignored-mean", all_ignored_mean),
+    Entry("edges/cross_entropy/one-class", functools.partial(cross_entropy_edge, kept=4, classes=1)),
+    Entry("edges/cross_entropy/number-dout",
+          lambda dt: TierTarget((), own_check=functools.partial(number_dout_check, dt))),
+    Entry("edges/embedding/padding-idx-0", functools.partial(padding_idx_edge, padding_idx=0)),
+    Entry("edges/embedding/padding-idx-negative", functools.partial(padding_idx_edge, padding_idx=-1)),
+    Entry("edges/append_keys/bias", functools.partial(append_keys_target, add_zero=False)),
+    Entry("edges/append_keys/bias-zero", functools.partial(append_keys_target, add_zero=True)),
+    sdpa_entry("functional", F),
+    sdpa_entry("kernels", kernels),
+]

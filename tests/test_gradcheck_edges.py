@@ -1,0 +1,83 @@
+"""The edge tier of ``python -m gradcheck`` (gradcheck/tiers/edges.py): it fails on bugs the per-op entries miss.
+
+A bug is planted in a copy of a library function (``gradcheck.bugs.planted``) swapped in for
+this test only. Each test shows the edge entries failing with the bug, passing without it, and
+the per-op entries of the suite passing with it (the blind spot the tier closes).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gradcheck.__main__ as cli
+from gradcheck.bugs import planted
+from gradcheck.suite import ENTRIES
+from gradcheck.tiers import edges
+from numpy_attention import functional as F
+from numpy_attention import kernels
+from numpy_attention.functional import embedding, heads, loss
+
+pytest.importorskip("torch")
+
+
+def failing(entries) -> list[str]:
+    names = []
+    for entry in entries:
+        result = cli.run_entry(entry, np.dtype(np.float64), False, True)
+        if result["error"] or not all(report.passed for report in result["reports"]):
+            names.append(entry.name)
+    return names
+
+
+def named(entries, prefix: str) -> list:
+    return [entry for entry in entries if entry.name.startswith(prefix)]
+
+
+def test_the_edge_tier_passes_and_is_in_the_cli():
+    assert failing(edges.ENTRIES) == []
+    names = {entry.name for entry in cli.ENTRIES}
+    assert {entry.name for entry in edges.ENTRIES} <= names
+
+
+BUGS = [
+    # (module, function, line, wrong line, the edge entries that catch it, the per-op prefix that misses it)
+    (loss, "cross_entropy_backward", "dlosses = np.broadcast_to(dout / max(num_kept, 1), target.shape)",
+     "dlosses = np.broadcast_to(dout / max(num_kept, 2), target.shape)", ["edges/cross_entropy/one-kept-target"],
+     "cross_entropy/"),
+    (loss, "cross_entropy_forward", "loss = np.array(np.nan, dtype=logits.dtype)",
+     "loss = np.array(0.0, dtype=logits.dtype)", ["edges/cross_entropy/all-ignored-mean"], "cross_entropy/"),
+    (loss, "cross_entropy_backward",
+     "dout = np.asarray(dout, dtype=dtype)  # a Python number has no dtype of its own to check",
+     "dout = np.asarray(-dout, dtype=dtype)", ["edges/cross_entropy/number-dout"],
+     "cross_entropy/"),
+    (embedding, "embedding_backward", "if cache.padding_idx is not None:", "if cache.padding_idx:",
+     ["edges/embedding/padding-idx-0"], "embedding/"),
+    (heads, "append_keys_backward",
+     "dbias = dout[:, length : length + 1].sum(axis=0, keepdims=True) if cache.has_bias else None",
+     "dbias = dout[:, length : length + 1].sum(axis=0) if cache.has_bias else None",
+     ["edges/append_keys/bias", "edges/append_keys/bias-zero"],
+     "MultiHeadAttention/"),  # the module adds a (1, F) gradient into its (1, 1, F) one by broadcasting
+]
+
+
+@pytest.mark.parametrize("module, function, line, wrong, caught, per_op", BUGS, ids=[bug[4][0] for bug in BUGS])
+def test_a_bug_at_the_edge_fails_the_edge_entry_and_passes_the_per_op_ones(
+        monkeypatch, module, function, line, wrong, caught, per_op):
+    original = getattr(module, function)
+    matches = [name for name in vars(F) if getattr(F, name) is original]
+    monkeypatch.setattr(module, function, planted(original, (line, wrong)))
+    for name in matches:  # the functional namespace re-exports the same function
+        monkeypatch.setattr(F, name, getattr(module, function))
+    assert set(caught) <= set(failing(named(edges.ENTRIES, caught[0].rsplit("/", 1)[0])))
+    assert failing(named(ENTRIES, per_op)) == []
+
+
+@pytest.mark.parametrize("pair", [F, kernels], ids=["functional", "kernels"])
+def test_a_convenience_sdpa_that_drops_the_scale_fails_the_edge_entry(monkeypatch, pair):
+    wrong = planted(pair.scaled_dot_product_attention, (
+        "out, _ = attention_forward(q, k, v, attn_mask, dropout_p, is_causal, scale, rng=rng, **options)",
+        "out, _ = attention_forward(q, k, v, attn_mask, dropout_p, is_causal, None, rng=rng, **options)"))
+    monkeypatch.setattr(pair, "scaled_dot_product_attention", wrong)
+    entry = f"edges/scaled_dot_product_attention/{pair.__name__.rsplit('.', 1)[-1]}"
+    assert failing([e for e in cli.ENTRIES if e.name == entry]) == [entry]
