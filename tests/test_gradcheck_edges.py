@@ -51,6 +51,14 @@ BUGS = [
      "dout = np.asarray(dout, dtype=dtype)  # a Python number has no dtype of its own to check",
      "dout = np.asarray(-dout, dtype=dtype)", ["edges/cross_entropy/number-dout"],
      "cross_entropy/"),
+    (loss, "cross_entropy_backward",
+     "if isinstance(dout, (int, float)) and not isinstance(dout, (bool, np.generic)):",
+     "if isinstance(dout, (int, float)) or not isinstance(dout, (bool, np.generic)):",  # casts any dout
+     ["edges/cross_entropy/number-dout"], "cross_entropy/"),
+    (loss, "cross_entropy_backward",
+     "if isinstance(dout, (int, float)) and not isinstance(dout, (bool, np.generic)):",
+     "if not isinstance(dout, (int, float)):",  # a float32 loss refuses a Python number
+     ["edges/cross_entropy/number-dout"], "cross_entropy/"),
     (embedding, "embedding_backward", "if cache.padding_idx is not None:", "if cache.padding_idx:",
      ["edges/embedding/padding-idx-0"], "embedding/"),
     (heads, "append_keys_backward",
@@ -61,7 +69,8 @@ BUGS = [
 ]
 
 
-@pytest.mark.parametrize("module, function, line, wrong, caught, per_op", BUGS, ids=[bug[4][0] for bug in BUGS])
+@pytest.mark.parametrize("module, function, line, wrong, caught, per_op", BUGS,
+                         ids=[f"{bug[4][0]}-{i}" for i, bug in enumerate(BUGS)])
 def test_a_bug_at_the_edge_fails_the_edge_entry_and_passes_the_per_op_ones(
         monkeypatch, module, function, line, wrong, caught, per_op):
     original = getattr(module, function)

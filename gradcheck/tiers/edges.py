@@ -1,7 +1,7 @@
 """The edge tier: the inputs at the ends of an op's range, where a wrong divisor, sign or branch shows.
 
 * cross-entropy with one kept target, with every target ignored (the mean is 0 / 0 = NaN, as torch's),
-  with one class, and with a Python number as the upstream gradient;
+  with one class, and with a Python number (or an array of the other dtype) as the upstream gradient;
 * an embedding whose ``padding_idx`` is 0 (falsy) or negative (counted from the end, as torch counts it);
 * the appended keys (``bias_k`` and ``add_zero_attn``) as a pair of their own;
 * the convenience ``scaled_dot_product_attention`` of the textbook and of the kernels, which return the
@@ -24,7 +24,7 @@ from numpy_attention.functional import heads
 
 from .. import torch_ops
 from ..reference import REFERENCE_TOLERANCES
-from ..report import Report, compare
+from ..report import Report, Row, compare
 from ..targets import Entry, Target, normal
 from .common import TierTarget, as_tier, torch_pair_run
 
@@ -51,18 +51,32 @@ def all_ignored_mean(dtype: np.dtype) -> TierTarget:
 
 
 def number_dout_check(dtype: np.dtype, fast: bool) -> Report:
-    """The gradient for a Python-number ``dout`` equals the one for the same value as a 0-d array."""
-    (logits,) = normal(dtype, (4, 3), seed=72)
-    target = np.random.default_rng(73).integers(0, 3, 4)
+    """A Python-number ``dout`` acts as a 0-d array of the logits' dtype, in float64 and float32 alike;
+    an array ``dout`` of the other float dtype is refused (as torch refuses mixed dtypes), not cast."""
     rows = []
-    for reduction in ("mean", "sum"):
-        _, cache = F.cross_entropy_forward(logits, target, reduction=reduction)
-        expected = F.cross_entropy_backward(np.asarray(0.7, dtype=dtype), cache)
-        rows.append(compare(f"dlogits ({reduction}, dout=0.7)", F.cross_entropy_backward(0.7, cache), expected,
-                            EXACT, 0.0))
-    return Report(title="cross_entropy_backward with a Python number as dout", rows=rows,
-                  method="against the same dout as a 0-d array (exactly)", dtype=str(np.dtype(dtype)), atol=EXACT,
-                  rtol=0.0, labels=("number", "array"))
+    for logits_dtype, other in ((np.float64, np.float32), (np.float32, np.float64)):
+        (logits,) = normal(logits_dtype, (4, 3), seed=72)
+        target = np.random.default_rng(73).integers(0, 3, 4)
+        for reduction in ("mean", "sum"):
+            _, cache = F.cross_entropy_forward(logits, target, reduction=reduction)
+            expected = F.cross_entropy_backward(np.asarray(0.7, dtype=logits_dtype), cache)
+            label = f"{reduction}, {np.dtype(logits_dtype)}"
+            rows.append(compare(f"dlogits ({label}, dout=0.7)", F.cross_entropy_backward(0.7, cache), expected,
+                                EXACT, 0.0))
+            rows.append(refused(f"dout of dtype {np.dtype(other)} ({label})", TypeError, F.cross_entropy_backward,
+                                np.asarray(0.7, dtype=other), cache))
+    return Report(title="cross_entropy_backward with a Python number, or an array of the other dtype, as dout",
+                  rows=rows, method="against the same dout as a 0-d array (exactly); the other dtype refused",
+                  dtype=str(np.dtype(dtype)), atol=EXACT, rtol=0.0, labels=("number", "array"))
+
+
+def refused(name: str, error: type, function: Any, *args: Any) -> Row:
+    """A row that passes when ``function(*args)`` raises ``error`` and fails when it returns."""
+    try:
+        function(*args)
+    except error as err:
+        return Row(name, (), "ok", 0.0, 0.0, note=f"refused: {str(err)[:60]}")
+    return Row(name, (), "FAIL", num_failed=1, num_checked=1, note=f"accepted; expected a {error.__name__}")
 
 
 def padding_idx_edge(dtype: np.dtype, padding_idx: int) -> Target:
