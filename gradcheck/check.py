@@ -254,6 +254,7 @@ def run_check(
     grads = align_gradients(backward(dout, cache), slots)
     _ensure_unchanged(slots, "backward")
     grads = [None if g is None else np.array(g, dtype=g.dtype, copy=True) for g in grads]  # no aliasing of caches
+    aliasing = _aliasing_row(evaluate, backward, dout, grads, slots)
     dout64 = dout.astype(np.float64)
 
     def objective() -> float:
@@ -271,6 +272,8 @@ def run_check(
         else:
             numeric = central_differences(objective, slot.array, tolerance.eps)
             rows.append(compare(slot.name, grad, numeric, tolerance.atol, tolerance.rtol))
+    if aliasing is not None:
+        rows.append(aliasing)
     return Report(
         title=title,
         rows=rows,
@@ -281,6 +284,34 @@ def run_check(
         eps=tolerance.eps,
         notes=[FLOAT32_NOTE] if dtype == np.float32 else [],
     )
+
+
+def _aliasing_row(evaluate: Callable, backward: Callable, dout: np.ndarray, grads: list, slots: Sequence[Slot]
+                  ) -> Row | None:
+    """A failed row when editing the returned output in place changes the backward, else None.
+
+    A caller may add a residual in place (``out += x``); if the output shares memory
+    with what the backward reads, that edit corrupts the gradient. The output of a
+    fresh forward is overwritten with NaN, the backward runs on that forward's cache,
+    and the output is put back (it may be an input's own memory).
+    """
+    out, cache = evaluate()
+    if not out.flags.writeable or out.size == 0:
+        return None  # read-only: the caller cannot edit it either
+    kept = out.copy()
+    out[...] = np.nan
+    try:
+        with np.errstate(all="ignore"):
+            edited = align_gradients(backward(dout, cache), slots)
+    finally:
+        np.copyto(out, kept)
+    changed = [slot.name for slot, grad, again in zip(slots, grads, edited)
+               if grad is not None and not np.array_equal(grad, again, equal_nan=True)]
+    if not changed:
+        return None
+    return Row("output aliasing", out.shape, "FAIL", num_failed=len(changed), num_checked=len(slots),
+               note=f"editing the returned output in place changed the gradient of {', '.join(changed)}: the "
+                    "output shares memory with what the backward reads (return a copy)")
 
 
 def _directional_row(slot: Slot, grad: np.ndarray, objective: Callable[[], float], tolerance: Tolerance,

@@ -271,6 +271,39 @@ def test_mutation_of_inputs_or_dout_is_reported():
         gradcheck.check(lambda x: (2 * x, None), writes_dout, (np.ones(3),))
 
 
+def test_an_output_that_shares_memory_with_the_cache_fails_its_row(rng):
+    """Editing the output in place (a residual added with +=) must not change the backward."""
+    def shares(x):
+        _, cache = F.layer_norm_forward(x)
+        return cache.x_hat, cache  # the normalized input is the output and the backward's residual
+
+    x = rng.standard_normal((3, 5))
+    report = gradcheck.check(shares, F.layer_norm_backward, (x,), fast=True)
+    assert not report.passed and [row.name for row in report.failures] == ["output aliasing"]
+    assert "shares memory with what the backward reads" in report.failures[0].note
+    assert gradcheck.check(F.layer_norm_forward, F.layer_norm_backward, (x,), fast=True).passed
+    x_before = x.copy()
+    identity = gradcheck.check(lambda x: (x, None), lambda dout, cache: dout.copy(), (x,))  # returns its input
+    assert identity.passed and np.array_equal(x, x_before)
+
+
+def test_a_module_whose_output_is_its_cache_fails_the_aliasing_row(rng):
+    class Relu:
+        params: dict = {}
+        grads: dict = {}
+
+        def forward(self, x):
+            self.out = np.maximum(x, 0.0)
+            return self.out  # kept for the backward and returned: shared
+
+        def backward(self, dout):
+            return dout * (self.out > 0)
+
+    x = rng.standard_normal((4, 3)) + 0.1
+    report = gradcheck.check_module(Relu(), x, fast=True)
+    assert [row.name for row in report.failures] == ["output aliasing"]
+
+
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"eps": 0.0}, ValueError, "eps must be positive"),
     ({"atol": -1.0}, ValueError, "atol must be non-negative"),
