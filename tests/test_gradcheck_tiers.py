@@ -228,6 +228,19 @@ def test_a_backward_that_ignores_the_mask_fails_the_dropout_tier(monkeypatch):
     assert {row.name for row in report.failures} == {"dq", "dk"}  # dV = (P Z)^T dO is still right
 
 
+def test_a_tile_mask_that_ignores_the_seed_fails_the_dropout_tier(monkeypatch):
+    """The same mask every step: rate, values and gradients are right, only a second generator shows it."""
+    from numpy_attention.functional import dropout
+
+    line = "z = (position + np.uint64(1)) * _GOLDEN_GAMMA + seed  # uint64 arithmetic wraps, as intended"
+    wrong = planted(dropout.position_keep_mask, (line, "z = (position + np.uint64(1)) * _GOLDEN_GAMMA  # WRONG"))
+    monkeypatch.setattr(dropout, "position_keep_mask", wrong)
+    names = ["dropout/flash/p=0.3", "dropout/textbook-flash/p=0.3"]
+    assert failing([e for e in ENTRIES if e.name in names]) == names
+    result = cli.run_entry(entries("dropout/flash/p=0.3")[0], np.dtype(np.float64), False, False)
+    assert [row.name for row in result["reports"][0].failures] == ["another generator's mask"]
+
+
 def test_a_multi_head_attention_that_skips_dropout_fails_the_dropout_tier(monkeypatch):
     from numpy_attention.multihead import module
 

@@ -9,6 +9,8 @@ is 0 (dropped) or ``P / (1 - p)`` (kept), with P from a call at p = 0. The check
 * ``kept fraction``: within 5 binomial standard deviations ``sqrt(p (1 - p) / n)`` of
   1 - p (n entries; a two-sided chance of about 6e-7 for a right implementation);
 * ``kept values``: ``O = P / (1 - p)`` where kept;
+* ``another generator's mask``: a second generator's mask disagrees with the first at about
+  2 p (1 - p) of the entries (a mask that ignores the generator, the same every step, fails);
 * ``dq``, ``dk``, ``dv``: the backward of a seeded ``dO`` against the gradients of the
   mask that O shows: ``Z = O / P``, ``dV = O^T dO``, ``dS = P * (dO Z - rowsum(dO * O))``,
   ``dQ = c dS K``, ``dK = c dS^T Q``: a backward that ignores the mask, or draws another, fails.
@@ -45,6 +47,14 @@ def kept_rows(dropped: np.ndarray, undropped: np.ndarray, p: float) -> list:
             compare("kept values", dropped[kept], undropped[kept] / (1 - p), *EXACT)]
 
 
+def fresh_draw_row(keep: np.ndarray, other: np.ndarray, p: float) -> object:
+    """Two generators draw independent masks: they disagree at a fraction 2 p (1 - p) of the entries."""
+    disagree, expected = np.mean(keep != other), 2 * p * (1 - p)
+    sigma = math.sqrt(expected * (1 - expected) / keep.size)
+    return compare("another generator's mask", np.array(disagree), np.array(expected), Z_SCORE * sigma, 0.0,
+                   note=f"fraction of entries where two draws disagree, tolerance {Z_SCORE * sigma:.3g}")
+
+
 def report(rows: list, what: str) -> Report:
     return Report(title=f"dropout tier ({what})", rows=rows, method="the mask read from the outputs (V = I)",
                   dtype="float64", atol=EXACT[0], rtol=EXACT[1], labels=("numpy", "the drawn mask"))
@@ -60,7 +70,9 @@ def attention_dropout_check(forward: Callable, backward: Callable, inputs: tuple
     keep = out / undropped  # Z: 0 or 1 / (1 - p)
     D = np.sum(dout * out, axis=-1, keepdims=True)
     dS = undropped * (dout * keep - D)
+    other, _ = forward(q, k, v, dropout_p=p, scale=scale, rng=np.random.default_rng(17))
     rows = kept_rows(out, undropped, p) + [
+        fresh_draw_row(out != 0, other != 0, p),
         compare("dq", dq, scale * dS @ k, *EXACT),
         compare("dk", dk, scale * dS.swapaxes(-1, -2) @ q, *EXACT),
         compare("dv", dv, out.swapaxes(-1, -2) @ dout, *EXACT),
