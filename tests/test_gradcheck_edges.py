@@ -82,6 +82,27 @@ def test_a_bug_at_the_edge_fails_the_edge_entry_and_passes_the_per_op_ones(
     assert failing(named(ENTRIES, per_op)) == []
 
 
+def test_a_sink_softmax_shifted_the_wrong_way_fails_at_large_scores(monkeypatch):
+    from numpy_attention.functional import score_mods
+
+    line = ("row_max = np.maximum(S.max(axis=-1, keepdims=True, initial=-np.inf), sink)  # (..., Hq, l, 1), "
+            "finite")
+    monkeypatch.setattr(score_mods, "softmax_with_sink", planted(score_mods.softmax_with_sink, (line, line.replace(
+        "row_max = np.maximum", "row_max = -np.maximum"))))
+    assert failing(named(edges.ENTRIES, "edges/sinks/")) == ["edges/sinks/scores-1000"]
+    assert failing(named(ENTRIES, "sinks/")) == []
+
+
+def test_alibi_slopes_not_cast_fail_the_float32_score_mod_entry(monkeypatch):
+    from numpy_attention.functional import score_mods
+
+    line = 'slopes = as_head_vector(alibi_slopes, "alibi_slopes", S.shape[-3], S.dtype, cast=True)'
+    wrong = planted(score_mods.score_mod_forward, (line, line.replace("cast=True", "cast=False")))
+    monkeypatch.setattr(F, "score_mod_forward", wrong)  # the attention pairs cast the slopes before they call it
+    assert failing(named(edges.ENTRIES, "edges/score_mod/")) == ["edges/score_mod/alibi-float32"]
+    assert failing(named(ENTRIES, "score_mod/")) == []
+
+
 @pytest.mark.parametrize("pair", [F, kernels], ids=["functional", "kernels"])
 def test_a_convenience_sdpa_that_drops_the_scale_fails_the_edge_entry(monkeypatch, pair):
     wrong = planted(pair.scaled_dot_product_attention, (

@@ -4,6 +4,7 @@
   with one class, and with a Python number (or an array of the other dtype) as the upstream gradient;
 * an embedding whose ``padding_idx`` is 0 (falsy) or negative (counted from the end, as torch counts it);
 * the appended keys (``bias_k`` and ``add_zero_attn``) as a pair of their own;
+* the sink softmax at scores of +-1000, and ALiBi's float64 slopes on float32 scores and attention;
 * the convenience ``scaled_dot_product_attention`` of the textbook and of the kernels, which return the
   forward's output alone.
 
@@ -25,6 +26,8 @@ from numpy_attention.functional import heads
 from .. import torch_ops
 from ..reference import REFERENCE_TOLERANCES
 from ..report import Report, Row, compare
+from ..suite import score_mod_target
+from ..suite_modern import MODERN_IMPLS, options_target
 from ..targets import Entry, Target, normal
 from .common import TierTarget, as_tier, torch_pair_run
 
@@ -108,6 +111,20 @@ def append_keys_target(dtype: np.dtype, add_zero: bool) -> Target:
                   torch_forward=functools.partial(torch_append_keys, add_zero=add_zero))
 
 
+def sink_softmax_large(dtype: np.dtype) -> Target:
+    """The sink softmax on scores and sinks of about +-1000: the shift by the row maximum keeps exp finite."""
+    scores, sinks = normal(dtype, (2, 3, 4, 5), (3,), seed=81)
+    scores, sinks = (1000 * scores).astype(dtype), (1000 * sinks).astype(dtype)
+    return Target((scores, sinks), F.softmax_with_sink_forward, F.softmax_with_sink_backward,
+                  torch_forward=torch_ops.softmax_with_sink)
+
+
+def float32_alibi(dtype: np.dtype, impl: str) -> Target:
+    """ALiBi with float64 slopes on float32 q, k, v (the slopes are cast, as torch casts a bias), causal."""
+    return options_target(np.float32, (1, 2, 5, 4), (1, 2, 6, 4), (1, 2, 6, 3), impl=impl, alibi=True,
+                          is_causal=True)
+
+
 def sdpa_output_check(pair: Any, dtype: np.dtype, fast: bool) -> Report:
     """``pair.scaled_dot_product_attention`` returns ``pair.attention_forward``'s output, exactly, in every case."""
     q, k, v = normal(dtype, (2, 4, 5, 3), (2, 2, 6, 3), (2, 2, 6, 2), seed=77)
@@ -163,6 +180,10 @@ ENTRIES: list[Entry] = [
     Entry("edges/embedding/padding-idx-negative", functools.partial(padding_idx_edge, padding_idx=-1)),
     Entry("edges/append_keys/bias", functools.partial(append_keys_target, add_zero=False)),
     Entry("edges/append_keys/bias-zero", functools.partial(append_keys_target, add_zero=True)),
+    Entry("edges/sinks/scores-1000", sink_softmax_large),
+    Entry("edges/score_mod/alibi-float32", lambda dt: score_mod_target(np.float32, alibi=True)),
+    *[Entry(f"edges/attention/{impl}/alibi-float32", functools.partial(float32_alibi, impl=impl))
+      for impl in MODERN_IMPLS],
     sdpa_entry("functional", F),
     sdpa_entry("kernels", kernels),
 ]
