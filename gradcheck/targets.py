@@ -222,3 +222,32 @@ def attention_masks(kind: str, batch: int | None, heads: int, queries: int, keys
     if batch is None:
         additive[1] = additive[1].reshape(heads, queries, keys)
     return {"key_padding_mask": additive[0], "attn_mask": additive[1]}
+
+
+# Every implementation takes the options: the textbook pairs and the kernels.
+MODERN_IMPLS = ["textbook", "textbook-flash", "dense", "flash"]
+# The textbook pairs' entries take finite differences of every element; the kernels', which tests/test_kernels.py
+# proves equal to them, along random directions (the torch comparison still checks every element).
+DIRECTIONAL_IMPLS = ("dense", "flash")
+
+
+def options_target(dtype: np.dtype, q_shape: tuple, k_shape: tuple, v_shape: tuple, *, impl: str,
+                   sinks: bool = False, alibi: bool = False, mask: str | None = None, magnitude: float = 1.0,
+                   **options: Any) -> Target:
+    """The attention pair ``impl`` with the options; with ``sinks`` the sinks are the fourth input."""
+    q, k, v, s = normal(dtype, q_shape, k_shape, v_shape, q_shape[-3:-2], seed=30)
+    q = (magnitude * q).astype(dtype)  # scores up to ~ magnitude * sqrt(E): the soft-cap bends them
+    if alibi:
+        options["alibi_slopes"] = 2.0 ** -np.arange(1.0, q_shape[-3] + 1)
+    if mask is not None:
+        options["attn_mask"] = make_mask(mask, (q_shape[-2], k_shape[-2]), seed=31)
+    pair_forward, backward = attention_pair(impl)
+
+    def forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, sinks: np.ndarray | None = None) -> tuple:
+        return pair_forward(q, k, v, sinks=sinks, **options)
+
+    def torch_forward(q: Any, k: Any, v: Any, sinks: Any = None) -> Any:
+        return torch_ops.attention_with_options(q, k, v, sinks, **options)
+
+    return Target((q, k, v, s) if sinks else (q, k, v), forward, backward, torch_forward=torch_forward,
+                  fast=impl in DIRECTIONAL_IMPLS)

@@ -7,6 +7,8 @@ the per-op entries of the suite passing with it (the blind spot the tier closes)
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -111,3 +113,13 @@ def test_a_convenience_sdpa_that_drops_the_scale_fails_the_edge_entry(monkeypatc
     monkeypatch.setattr(pair, "scaled_dot_product_attention", wrong)
     entry = f"edges/scaled_dot_product_attention/{pair.__name__.rsplit('.', 1)[-1]}"
     assert failing([e for e in cli.ENTRIES if e.name == entry]) == [entry]
+
+
+def test_a_wrong_erfc_tail_fails_the_erf_entry_and_passes_the_gelu_ones(monkeypatch):
+    """Cody's erfc beyond 4 only moves GELU by less than the per-op entries' tolerances."""
+    erf = importlib.import_module("numpy_attention.functional.erf")  # the package's `erf` is the function
+
+    line = "ratio = ysq * (num + P[4]) / (den + Q[4])"
+    monkeypatch.setattr(erf, "_large", planted(erf._large, (line, "ratio = ysq * num / (den + Q[4])  # WRONG")))
+    assert failing(named(edges.ENTRIES, "edges/erf/")) == ["edges/erf/every-branch"]
+    assert failing(named(ENTRIES, "gelu/")) == []

@@ -4,6 +4,7 @@
   with one class, and with a Python number (or an array of the other dtype) as the upstream gradient;
 * an embedding whose ``padding_idx`` is 0 (falsy) or negative (counted from the end, as torch counts it);
 * the appended keys (``bias_k`` and ``add_zero_attn``) as a pair of their own;
+* erf, erfc and the exact GELU in their tails, relative to each value, against Python's math module;
 * the sink softmax at scores of +-1000, and ALiBi's float64 slopes on float32 scores and attention;
 * the convenience ``scaled_dot_product_attention`` of the textbook and of the kernels, which return the
   forward's output alone.
@@ -15,6 +16,7 @@ Each runs finite differences where the function has a derivative, and the torch 
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import numpy as np
@@ -22,17 +24,18 @@ import numpy as np
 from numpy_attention import functional as F
 from numpy_attention import kernels
 from numpy_attention.functional import heads
+from numpy_attention.functional.erf import erf, erfc
 
 from .. import torch_ops
 from ..reference import REFERENCE_TOLERANCES
 from ..report import Report, Row, compare
-from ..suite import score_mod_target
-from ..suite_modern import MODERN_IMPLS, options_target
-from ..targets import Entry, Target, normal
+from ..targets import MODERN_IMPLS, Entry, Target, normal, options_target
 from .common import TierTarget, as_tier, torch_pair_run
 
 IGNORE = -100
 EXACT = float(np.finfo(np.float64).tiny)  # an atol with no rtol: equal to the last bit
+ERF_TOLERANCE = (EXACT, 1e-15)  # relative to each value, however small: Cody's erf is within a few ulps
+TAIL_TOLERANCE = (EXACT, 1e-13)  # GELU's: rounding x / sqrt 2 costs erfc up to 2 y^2 ulps (y <= 8 here)
 
 
 def cross_entropy_edge(dtype: np.dtype, kept: int, classes: int = 5, reduction: str = "mean") -> Target:
@@ -119,10 +122,52 @@ def sink_softmax_large(dtype: np.dtype) -> Target:
                   torch_forward=torch_ops.softmax_with_sink)
 
 
+def float32_score_mod(dtype: np.dtype) -> Target:
+    """ALiBi's float64 slopes on float32 scores, queries offset by 2: the slopes are cast to the scores' dtype."""
+    (scores,) = normal(np.float32, (2, 3, 4, 5), seed=83)
+    options = dict(query_pos=np.arange(4) + 2, key_pos=np.arange(5), alibi_slopes=2.0 ** -np.arange(1.0, 4.0))
+    return Target((scores,), functools.partial(F.score_mod_forward, **options), F.score_mod_backward,
+                  torch_forward=functools.partial(torch_ops.score_mod, **options))
+
+
 def float32_alibi(dtype: np.dtype, impl: str) -> Target:
     """ALiBi with float64 slopes on float32 q, k, v (the slopes are cast, as torch casts a bias), causal."""
     return options_target(np.float32, (1, 2, 5, 4), (1, 2, 6, 4), (1, 2, 6, 3), impl=impl, alibi=True,
                           is_causal=True)
+
+
+def tail_points() -> np.ndarray:
+    """x of both signs in every branch of Cody's erf (|x| <= 0.46875, up to 4, beyond 4), out to |x| = 26."""
+    magnitudes = np.concatenate([np.linspace(0.0, 0.46875, 20), np.linspace(0.47, 4.0, 60),
+                                 np.geomspace(4.001, 26, 40)])
+    return np.concatenate([magnitudes, -magnitudes[1:]])
+
+
+def erf_tails_check(dtype: np.dtype, fast: bool) -> Report:
+    """erf and erfc against Python's math.erf and math.erfc, relative to each value (float64)."""
+    x = tail_points()
+    rows = [compare(name, function(x), np.array([reference(v) for v in x]), *ERF_TOLERANCE)
+            for name, function, reference in (("erf", erf, math.erf), ("erfc", erfc, math.erfc))]
+    return Report(title="erf and erfc in every branch, both signs, out to |x| = 26", rows=rows,
+                  method="against math.erf and math.erfc, per element", dtype="float64", atol=ERF_TOLERANCE[0],
+                  rtol=ERF_TOLERANCE[1], labels=("numpy", "math"))
+
+
+def gelu_tails_check(dtype: np.dtype, fast: bool) -> Report:
+    """The exact GELU and its derivative where x Phi(x) is tiny (x << 0), from math.erfc, relative per element.
+
+    ``out = x erfc(-x / sqrt 2) / 2`` and ``dx = dout (Phi(x) + x phi(x))``; torch's own
+    ``(1 + erf)`` form cancels there, so the reference is Python's math module.
+    """
+    x = tail_points()[np.abs(tail_points()) <= 8] * math.sqrt(2.0)  # beyond, rounding x / sqrt 2 costs 2 y^2 ulps
+    dout = np.random.default_rng(82).standard_normal(x.shape)
+    cdf = np.array([0.5 * math.erfc(-v / math.sqrt(2.0)) for v in x])
+    pdf = np.array([math.exp(-v * v / 2) / math.sqrt(2 * math.pi) for v in x])
+    out, cache = F.gelu_forward(x)
+    rows = [compare("output", out, x * cdf, *TAIL_TOLERANCE),
+            compare("dx", F.gelu_backward(dout, cache), dout * (cdf + x * pdf), *TAIL_TOLERANCE)]
+    return Report(title="exact GELU in its tails", rows=rows, method="against math.erfc and math.exp, per element",
+                  dtype="float64", atol=TAIL_TOLERANCE[0], rtol=TAIL_TOLERANCE[1], labels=("numpy", "math"))
 
 
 def sdpa_output_check(pair: Any, dtype: np.dtype, fast: bool) -> Report:
@@ -180,8 +225,10 @@ ENTRIES: list[Entry] = [
     Entry("edges/embedding/padding-idx-negative", functools.partial(padding_idx_edge, padding_idx=-1)),
     Entry("edges/append_keys/bias", functools.partial(append_keys_target, add_zero=False)),
     Entry("edges/append_keys/bias-zero", functools.partial(append_keys_target, add_zero=True)),
+    Entry("edges/erf/every-branch", lambda dt: TierTarget((), own_check=functools.partial(erf_tails_check, dt))),
+    Entry("edges/gelu/tails", lambda dt: TierTarget((), own_check=functools.partial(gelu_tails_check, dt))),
     Entry("edges/sinks/scores-1000", sink_softmax_large),
-    Entry("edges/score_mod/alibi-float32", lambda dt: score_mod_target(np.float32, alibi=True)),
+    Entry("edges/score_mod/alibi-float32", float32_score_mod),
     *[Entry(f"edges/attention/{impl}/alibi-float32", functools.partial(float32_alibi, impl=impl))
       for impl in MODERN_IMPLS],
     sdpa_entry("functional", F),
