@@ -86,6 +86,9 @@ def option_entries(impl: str) -> list[Entry]:
         entry("everything-gqa", GQA_LS, softcap=2.0, magnitude=3.0, alibi=True, is_causal=True, window=(2, 0),
               query_offset=3, sinks=True, scale=0.4),
         entry("everything-float-mask", QKV, softcap=1.0, alibi=True, mask="float", window=(3, 1), sinks=True),
+        # a mask with no band (no is_causal, no window): the kernels add it on the options' own path
+        entry("softcap-bool-mask", QKV, softcap=1.5, magnitude=4.0, mask="bool"),
+        entry("alibi-sinks-float-mask", GQA_LS, alibi=True, sinks=True, mask="float"),
     ]
 
 

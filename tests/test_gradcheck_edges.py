@@ -123,3 +123,19 @@ def test_a_wrong_erfc_tail_fails_the_erf_entry_and_passes_the_gelu_ones(monkeypa
     monkeypatch.setattr(erf, "_large", planted(erf._large, (line, "ratio = ysq * num / (den + Q[4])  # WRONG")))
     assert failing(named(edges.ENTRIES, "edges/erf/")) == ["edges/erf/every-branch"]
     assert failing(named(ENTRIES, "gelu/")) == []
+
+
+def test_a_kernel_softmax_that_shifts_empty_rows_fails_the_no_keys_entries(monkeypatch):
+    monkeypatch.setattr(kernels.dense, "softmax_rows", planted(kernels.softmax.softmax_rows, (
+        "if shift and x.shape[-1]:", "if shift:  # WRONG: the max of no keys")))
+    assert failing(named(edges.ENTRIES, "edges/attention/dense/")) == ["edges/attention/dense/no-keys-alibi"]
+
+
+def test_a_mask_dropped_off_the_band_fails_the_unbanded_mask_entries(monkeypatch):
+    from numpy_attention.kernels.score_options import ScoreOptions
+
+    monkeypatch.setattr(ScoreOptions, "modify", planted(ScoreOptions.modify, (
+        "elif attn_mask is not None:", "elif False:  # WRONG: a mask without causal or window ignored")))
+    unbanded = [f"modern/attention/{name}/{impl}" for name in ("softcap-bool-mask", "alibi-sinks-float-mask")
+                for impl in ("dense", "flash")]
+    assert set(failing([e for e in ENTRIES if e.name in unbanded])) == set(unbanded)

@@ -5,6 +5,7 @@
 * an embedding whose ``padding_idx`` is 0 (falsy) or negative (counted from the end, as torch counts it);
 * the appended keys (``bias_k`` and ``add_zero_attn``) as a pair of their own;
 * erf, erfc and the exact GELU in their tails, relative to each value, against Python's math module;
+* attention over no keys (T = 0: the output is 0, as torch's), plain and with ALiBi, in every implementation;
 * the sink softmax at scores of +-1000, and ALiBi's float64 slopes on float32 scores and attention;
 * the convenience ``scaled_dot_product_attention`` of the textbook and of the kernels, which return the
   forward's output alone.
@@ -29,7 +30,7 @@ from numpy_attention.functional.erf import erf, erfc
 from .. import torch_ops
 from ..reference import REFERENCE_TOLERANCES
 from ..report import Report, Row, compare
-from ..targets import MODERN_IMPLS, Entry, Target, normal, options_target
+from ..targets import MODERN_IMPLS, Entry, Target, attention_target, normal, options_target
 from .common import TierTarget, as_tier, torch_pair_run
 
 IGNORE = -100
@@ -230,6 +231,12 @@ ENTRIES: list[Entry] = [
     Entry("edges/sinks/scores-1000", sink_softmax_large),
     Entry("edges/score_mod/alibi-float32", float32_score_mod),
     *[Entry(f"edges/attention/{impl}/alibi-float32", functools.partial(float32_alibi, impl=impl))
+      for impl in MODERN_IMPLS],
+    *[Entry(f"edges/attention/{impl}/no-keys", functools.partial(
+        attention_target, q_shape=(2, 2, 3, 4), k_shape=(2, 2, 0, 4), v_shape=(2, 2, 0, 3), impl=impl))
+      for impl in MODERN_IMPLS],
+    *[Entry(f"edges/attention/{impl}/no-keys-alibi", functools.partial(
+        options_target, q_shape=(2, 2, 3, 4), k_shape=(2, 2, 0, 4), v_shape=(2, 2, 0, 3), impl=impl, alibi=True))
       for impl in MODERN_IMPLS],
     sdpa_entry("functional", F),
     sdpa_entry("kernels", kernels),
