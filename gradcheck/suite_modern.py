@@ -73,6 +73,7 @@ def option_entries(impl: str) -> list[Entry]:
         entry("softcap", QKV, softcap=1.5, magnitude=4.0),
         entry("softcap-causal", QKV, softcap=2.0, magnitude=4.0, is_causal=True),
         entry("alibi", QKV, alibi=True),
+        entry("causal-offset", GQA_LS, is_causal=True, query_offset=1),  # the offset alone moves the diagonal
         entry("alibi-causal-offset", GQA_LS, alibi=True, is_causal=True, query_offset=3),
         entry("window", QKV, window=(1, 2)),
         entry("window-causal", QKV, window=(2, None), is_causal=True),

@@ -139,3 +139,13 @@ def test_a_mask_dropped_off_the_band_fails_the_unbanded_mask_entries(monkeypatch
     unbanded = [f"modern/attention/{name}/{impl}" for name in ("softcap-bool-mask", "alibi-sinks-float-mask")
                 for impl in ("dense", "flash")]
     assert set(failing([e for e in ENTRIES if e.name in unbanded])) == set(unbanded)
+
+
+def test_a_query_offset_ignored_on_the_plain_causal_path_fails_the_causal_offset_entries(monkeypatch):
+    from numpy_attention.kernels.score_options import ScoreOptions
+
+    wrong = planted(ScoreOptions.given.fget, ("or self.sinks is not None or self.query_offset != 0)",
+                                              "or self.sinks is not None)  # WRONG: the offset alone is plain"))
+    monkeypatch.setattr(ScoreOptions, "given", property(wrong))
+    caught = [f"modern/attention/causal-offset/{impl}" for impl in ("dense", "flash")]
+    assert failing([e for e in ENTRIES if e.name in caught]) == caught
