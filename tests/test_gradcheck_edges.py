@@ -149,3 +149,17 @@ def test_a_query_offset_ignored_on_the_plain_causal_path_fails_the_causal_offset
     monkeypatch.setattr(ScoreOptions, "given", property(wrong))
     caught = [f"modern/attention/causal-offset/{impl}" for impl in ("dense", "flash")]
     assert failing([e for e in ENTRIES if e.name in caught]) == caught
+
+
+@pytest.mark.parametrize("line, wrong", [
+    ("return [slice(start, min(start + step, size)) for start in range(0, size, step)] or [slice(0, 0)]",
+     "return [slice(start, min(step, size)) for start in range(0, size, step)] or [slice(0, 0)]"),
+    ("step = -(-size // max(1, count) // PIECE_ALIGN) * PIECE_ALIGN or size or 1",
+     "step = -(-size // max(1, count) // PIECE_ALIGN) * PIECE_ALIGN or size or 0"),
+])
+def test_wrong_gelu_pieces_fail_the_kernel_entry(monkeypatch, line, wrong):
+    from numpy_attention.kernels import gelu
+
+    monkeypatch.setattr(gelu, "pieces", planted(gelu.pieces, (line, wrong)))
+    assert failing(named(edges.ENTRIES, "edges/gelu/")) == ["edges/gelu/kernel-pieces"]
+    assert failing(named(ENTRIES, "gelu/")) == []

@@ -5,6 +5,7 @@
 * an embedding whose ``padding_idx`` is 0 (falsy) or negative (counted from the end, as torch counts it);
 * the appended keys (``bias_k`` and ``add_zero_attn``) as a pair of their own;
 * erf, erfc and the exact GELU in their tails, relative to each value, against Python's math module;
+  the GELU kernel bit for bit against the textbook pair, empty and in a piece per core;
 * attention over no keys (T = 0: the output is 0, as torch's), plain and with ALiBi, in every implementation;
 * the sink softmax at scores of +-1000, and ALiBi's float64 slopes on float32 scores and attention;
 * the convenience ``scaled_dot_product_attention`` of the textbook and of the kernels, which return the
@@ -26,6 +27,7 @@ from numpy_attention import functional as F
 from numpy_attention import kernels
 from numpy_attention.functional import heads
 from numpy_attention.functional.erf import erf, erfc
+from numpy_attention.kernels.schedule import PARALLEL_MIN_SCORES
 
 from .. import torch_ops
 from ..reference import REFERENCE_TOLERANCES
@@ -113,6 +115,23 @@ def append_keys_target(dtype: np.dtype, add_zero: bool) -> Target:
     forward = functools.partial(heads.append_keys_forward, add_zero=add_zero)
     return Target((x, bias), forward, heads.append_keys_backward,
                   torch_forward=functools.partial(torch_append_keys, add_zero=add_zero))
+
+
+def gelu_kernel_check(dtype: np.dtype, fast: bool) -> Report:
+    """The GELU kernel equals the textbook pair bit for bit: empty, small, and large enough for a piece per core."""
+    rng = np.random.default_rng(84)
+    rows = []
+    for size in (0, 1000, PARALLEL_MIN_SCORES + 12345):
+        x, dout = 3 * rng.standard_normal(size), rng.standard_normal(size)
+        for approximate in ("none", "tanh"):
+            out, cache = kernels.gelu_forward(x, approximate)
+            expected, textbook_cache = F.gelu_forward(x, approximate)
+            label = f"{size} elements, {approximate}"
+            rows.append(compare(f"output ({label})", out, expected, EXACT, 0.0))
+            rows.append(compare(f"dx ({label})", kernels.gelu_backward(dout, cache),
+                                F.gelu_backward(dout, textbook_cache), EXACT, 0.0))
+    return Report(title="kernels.gelu_forward/backward against the textbook pair", rows=rows,
+                  method="bit for bit", dtype="float64", atol=EXACT, rtol=0.0, labels=("kernel", "textbook"))
 
 
 def sink_softmax_large(dtype: np.dtype) -> Target:
@@ -228,6 +247,7 @@ ENTRIES: list[Entry] = [
     Entry("edges/append_keys/bias-zero", functools.partial(append_keys_target, add_zero=True)),
     Entry("edges/erf/every-branch", lambda dt: TierTarget((), own_check=functools.partial(erf_tails_check, dt))),
     Entry("edges/gelu/tails", lambda dt: TierTarget((), own_check=functools.partial(gelu_tails_check, dt))),
+    Entry("edges/gelu/kernel-pieces", lambda dt: TierTarget((), own_check=functools.partial(gelu_kernel_check, dt))),
     Entry("edges/sinks/scores-1000", sink_softmax_large),
     Entry("edges/score_mod/alibi-float32", float32_score_mod),
     *[Entry(f"edges/attention/{impl}/alibi-float32", functools.partial(float32_alibi, impl=impl))
