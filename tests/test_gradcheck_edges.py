@@ -163,3 +163,12 @@ def test_wrong_gelu_pieces_fail_the_kernel_entry(monkeypatch, line, wrong):
     monkeypatch.setattr(gelu, "pieces", planted(gelu.pieces, (line, wrong)))
     assert failing(named(edges.ENTRIES, "edges/gelu/")) == ["edges/gelu/kernel-pieces"]
     assert failing(named(ENTRIES, "gelu/")) == []
+
+
+def test_a_buffer_handed_out_while_in_use_fails_the_recycling_entry(monkeypatch):
+    from numpy_attention.kernels import buffers
+
+    line = "free = [index for index in range(len(_buffers)) if _references(index) == _FREE]"
+    monkeypatch.setattr(buffers, "_buffers", [])
+    monkeypatch.setattr(buffers, "empty", planted(buffers.empty, (line, line.replace("==", "!=") + "  # WRONG")))
+    assert failing(named(edges.ENTRIES, "edges/kernels/")) == ["edges/kernels/recycled-weights"]

@@ -7,6 +7,7 @@
 * erf, erfc and the exact GELU in their tails, relative to each value, against Python's math module;
   the GELU kernel bit for bit against the textbook pair, empty and in a piece per core;
 * attention over no keys (T = 0: the output is 0, as torch's), plain and with ALiBi, in every implementation;
+* the dense kernel's recycled weights memory, with one call's cache alive across the next;
 * the sink softmax at scores of +-1000, and ALiBi's float64 slopes on float32 scores and attention;
 * the convenience ``scaled_dot_product_attention`` of the textbook and of the kernels, which return the
   forward's output alone.
@@ -134,6 +135,40 @@ def gelu_kernel_check(dtype: np.dtype, fast: bool) -> Report:
                   method="bit for bit", dtype="float64", atol=EXACT, rtol=0.0, labels=("kernel", "textbook"))
 
 
+def recycled_weights_check(dtype: np.dtype, fast: bool) -> Report:
+    """The dense kernel's recycled weights memory (kernels/buffers.py) is never handed out while a cache holds it.
+
+    Calls A and B of one size (weights of 2 MB, above ``buffers.MIN_BYTES``) with A's cache
+    alive, then C of that size once A is dropped (its memory recycled), then D of another size:
+    every output and gradient equals the textbook pair's, and A's backward runs after B.
+    """
+    atol, rtol = REFERENCE_TOLERANCES[np.dtype(np.float64)]
+    rng = np.random.default_rng(85)
+    lengths, causal = {"A": 256, "B": 256, "C": 256, "D": 320}, {"A": False, "B": True, "C": False, "D": True}
+    inputs = {name: [rng.standard_normal((1, 4, length, 8)) for _ in range(4)] for name, length in lengths.items()}
+    rows, caches = [], {}
+
+    def gradient_rows(name: str, label: str) -> None:
+        q, k, v, dout = inputs[name]
+        expected = F.attention_backward(dout, F.attention_forward(q, k, v, is_causal=causal[name])[1])
+        got = kernels.attention_backward(dout, caches.pop(name))
+        rows.extend(compare(f"{label} {grad}", a, b, atol, rtol)
+                    for grad, a, b in zip(("dq", "dk", "dv"), got, expected))
+
+    for name in "ABCD":
+        q, k, v, _ = inputs[name]
+        out, caches[name] = kernels.attention_forward(q, k, v, is_causal=causal[name])
+        rows.append(compare(f"{name} output", out, F.attention_forward(q, k, v, is_causal=causal[name])[0], atol,
+                            rtol))
+        if name == "B":
+            gradient_rows("A", "A, after B,")  # A's cache was alive during B: its weights must be A's still
+    for name in "BCD":
+        gradient_rows(name, name)
+    return Report(title="dense kernel calls sharing recycled weights memory", rows=rows,
+                  method="against the textbook pair, float64", dtype="float64", atol=atol, rtol=rtol,
+                  labels=("kernel", "textbook"))
+
+
 def sink_softmax_large(dtype: np.dtype) -> Target:
     """The sink softmax on scores and sinks of about +-1000: the shift by the row maximum keeps exp finite."""
     scores, sinks = normal(dtype, (2, 3, 4, 5), (3,), seed=81)
@@ -248,6 +283,8 @@ ENTRIES: list[Entry] = [
     Entry("edges/erf/every-branch", lambda dt: TierTarget((), own_check=functools.partial(erf_tails_check, dt))),
     Entry("edges/gelu/tails", lambda dt: TierTarget((), own_check=functools.partial(gelu_tails_check, dt))),
     Entry("edges/gelu/kernel-pieces", lambda dt: TierTarget((), own_check=functools.partial(gelu_kernel_check, dt))),
+    Entry("edges/kernels/recycled-weights", lambda dt: TierTarget((), own_check=functools.partial(
+        recycled_weights_check, dt))),
     Entry("edges/sinks/scores-1000", sink_softmax_large),
     Entry("edges/score_mod/alibi-float32", float32_score_mod),
     *[Entry(f"edges/attention/{impl}/alibi-float32", functools.partial(float32_alibi, impl=impl))
