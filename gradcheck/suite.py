@@ -127,6 +127,8 @@ ENTRIES: list[Entry] = [
     attention_entry("gqa", (B, 4, 3, 4), (B, 2, 5, 4), (B, 2, 5, 3)),
     attention_entry("mqa", (1, 3, 3, 4), (1, 1, 5, 4), (1, 1, 5, 2)),
     attention_entry("broadcast-batch", (B, H, 3, 4), (1, H, 5, 4), (1, H, 5, 3)),
+    attention_entry("broadcast-k-batch", (1, H, 3, 4), (B, H, 5, 4), (1, H, 5, 3)),
+    attention_entry("broadcast-v-batch", (1, H, 3, 4), (1, H, 5, 4), (B, H, 5, 3)),
     attention_entry("scale", *QKV, scale=0.7),
     attention_entry("bool-mask", *QKV, mask="bool"),
     attention_entry("bool-mask-LS", *QKV, mask="bool", mask_shape=(3, 5)),

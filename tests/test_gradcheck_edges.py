@@ -172,3 +172,26 @@ def test_a_buffer_handed_out_while_in_use_fails_the_recycling_entry(monkeypatch)
     monkeypatch.setattr(buffers, "_buffers", [])
     monkeypatch.setattr(buffers, "empty", planted(buffers.empty, (line, line.replace("==", "!=") + "  # WRONG")))
     assert failing(named(edges.ENTRIES, "edges/kernels/")) == ["edges/kernels/recycled-weights"]
+
+
+DENSE_BUGS = [
+    ("if keys.start > 0:  # a band's tile: so do the keys before its first query's",
+     "if keys.start > 1:  # WRONG: key 0 left as it was", "edges/kernels/recycled-weights"),
+    ("no_alibi = options is None or options.alibi_slopes is None",
+     "no_alibi = options is None or options.alibi_slopes is not None  # WRONG", "edges/attention/dense/alibi-far"),
+    ("dropout_mask = draw_keep_mask(weights.shape if q.ndim > 2 else weights.shape[1:], dropout_p, rng)",
+     "dropout_mask = draw_keep_mask(weights.shape if q.ndim > 3 else weights.shape[1:], dropout_p, rng)",
+     "dropout/dense/p=0.4-no-batch"),  # one mask for every head of a (H, L, E) input
+    ("batch = np.broadcast_shapes(q4.shape[:-3], k4.shape[:-3], v4.shape[:-3])",
+     "batch = np.broadcast_shapes(q4.shape[:-3], k4.shape[:-4], v4.shape[:-3])", "attention/broadcast-k-batch"),
+]
+
+
+@pytest.mark.parametrize("line, wrong, caught", DENSE_BUGS, ids=[bug[2] for bug in DENSE_BUGS])
+def test_dense_kernel_bugs_only_large_or_odd_inputs_show(monkeypatch, line, wrong, caught):
+    from numpy_attention.attention_impls import ATTENTION_IMPLS
+
+    planted_forward = planted(kernels.attention_forward, (line, wrong))
+    monkeypatch.setattr(kernels, "attention_forward", planted_forward)
+    monkeypatch.setitem(ATTENTION_IMPLS, "dense", (planted_forward, ATTENTION_IMPLS["dense"][1]))
+    assert failing([e for e in cli.ENTRIES if e.name == caught]) == [caught]

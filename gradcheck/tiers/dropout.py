@@ -11,6 +11,7 @@ is 0 (dropped) or ``P / (1 - p)`` (kept), with P from a call at p = 0. The check
 * ``kept values``: ``O = P / (1 - p)`` where kept;
 * ``another generator's mask``: a second generator's mask disagrees with the first at about
   2 p (1 - p) of the entries (a mask that ignores the generator, the same every step, fails);
+  so do two heads' masks (one mask shared by every head fails);
 * ``dq``, ``dk``, ``dv``: the backward of a seeded ``dO`` against the gradients of the
   mask that O shows: ``Z = O / P``, ``dV = O^T dO``, ``dS = P * (dO Z - rowsum(dO * O))``,
   ``dQ = c dS K``, ``dK = c dS^T Q``: a backward that ignores the mask, or draws another, fails.
@@ -47,11 +48,11 @@ def kept_rows(dropped: np.ndarray, undropped: np.ndarray, p: float) -> list:
             compare("kept values", dropped[kept], undropped[kept] / (1 - p), *EXACT)]
 
 
-def fresh_draw_row(keep: np.ndarray, other: np.ndarray, p: float) -> object:
-    """Two generators draw independent masks: they disagree at a fraction 2 p (1 - p) of the entries."""
+def fresh_draw_row(keep: np.ndarray, other: np.ndarray, p: float, name: str = "another generator's mask") -> object:
+    """Two independent masks (two generators', or two heads') disagree at a fraction 2 p (1 - p) of the entries."""
     disagree, expected = np.mean(keep != other), 2 * p * (1 - p)
     sigma = math.sqrt(expected * (1 - expected) / keep.size)
-    return compare("another generator's mask", np.array(disagree), np.array(expected), Z_SCORE * sigma, 0.0,
+    return compare(name, np.array(disagree), np.array(expected), Z_SCORE * sigma, 0.0,
                    note=f"fraction of entries where two draws disagree, tolerance {Z_SCORE * sigma:.3g}")
 
 
@@ -73,6 +74,7 @@ def attention_dropout_check(forward: Callable, backward: Callable, inputs: tuple
     other, _ = forward(q, k, v, dropout_p=p, scale=scale, rng=np.random.default_rng(17))
     rows = kept_rows(out, undropped, p) + [
         fresh_draw_row(out != 0, other != 0, p),
+        fresh_draw_row(out[..., 0, :, :] != 0, out[..., 1, :, :] != 0, p, "head 1's mask against head 0's"),
         compare("dq", dq, scale * dS @ k, *EXACT),
         compare("dk", dk, scale * dS.swapaxes(-1, -2) @ q, *EXACT),
         compare("dv", dv, out.swapaxes(-1, -2) @ dout, *EXACT),
@@ -81,10 +83,10 @@ def attention_dropout_check(forward: Callable, backward: Callable, inputs: tuple
 
 
 def attention_dropout_target(dtype: np.dtype, impl: str, p: float, shape: tuple = (2, 4, 32, 32)) -> Target:
-    """q, k (B, H, L, E = 4), V = I (T x T) for every head; the flash pairs in 8 x 8 blocks."""
-    batch, heads, queries, keys = shape
-    q, k = normal(np.float64, (batch, heads, queries, 4), (batch, heads, keys, 4), seed=40)
-    v = np.broadcast_to(np.eye(keys), (batch, heads, keys, keys)).copy()
+    """q, k (B, H, L, E = 4), V = I (T x T) for every head; the flash pairs in 8 x 8 blocks; no B given (H, L, T)."""
+    *batch, heads, queries, keys = shape
+    q, k = normal(np.float64, (*batch, heads, queries, 4), (*batch, heads, keys, 4), seed=40)
+    v = np.broadcast_to(np.eye(keys), (*batch, heads, keys, keys)).copy()
     forward, backward = attention_pair(impl, 8)
     check = functools.partial(attention_dropout_check, forward, backward, (q, k, v), p, 0.5)
     return TierTarget((q, k, v), functools.partial(forward, scale=0.5), backward, own_check=lambda fast: check())
@@ -133,6 +135,7 @@ def dropout_entries(impl: str) -> list[Entry]:
     return [
         Entry(f"dropout/{impl}/p=0.3", lambda dt: attention_dropout_target(dt, impl, 0.3)),
         Entry(f"dropout/{impl}/p=0.7-L<T", lambda dt: attention_dropout_target(dt, impl, 0.7, (1, 4, 24, 40))),
+        Entry(f"dropout/{impl}/p=0.4-no-batch", lambda dt: attention_dropout_target(dt, impl, 0.4, (3, 32, 32))),
     ]
 
 

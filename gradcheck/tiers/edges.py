@@ -8,7 +8,8 @@
   the GELU kernel bit for bit against the textbook pair, empty and in a piece per core;
 * attention over no keys (T = 0: the output is 0, as torch's), plain and with ALiBi, in every implementation;
 * the dense kernel's recycled weights memory, with one call's cache alive across the next;
-* the sink softmax at scores of +-1000, and ALiBi's float64 slopes on float32 scores and attention;
+* the sink softmax at scores of +-1000, ALiBi's float64 slopes on float32 scores and attention, and ALiBi
+  with queries 100 000 positions past the keys (every score near -slope 1e5);
 * the convenience ``scaled_dot_product_attention`` of the textbook and of the kernels, which return the
   forward's output alone.
 
@@ -28,7 +29,7 @@ from numpy_attention import functional as F
 from numpy_attention import kernels
 from numpy_attention.functional import heads
 from numpy_attention.functional.erf import erf, erfc
-from numpy_attention.kernels.schedule import PARALLEL_MIN_SCORES
+from numpy_attention.kernels.schedule import PARALLEL_MIN_SCORES, tile_limits
 
 from .. import torch_ops
 from ..reference import REFERENCE_TOLERANCES
@@ -139,27 +140,33 @@ def recycled_weights_check(dtype: np.dtype, fast: bool) -> Report:
     """The dense kernel's recycled weights memory (kernels/buffers.py) is never handed out while a cache holds it.
 
     Calls A and B of one size (weights of 2 MB, above ``buffers.MIN_BYTES``) with A's cache
-    alive, then C of that size once A is dropped (its memory recycled), then D of another size:
-    every output and gradient equals the textbook pair's, and A's backward runs after B.
+    alive, then C of that size in a causal window once A is dropped (its memory recycled), then D of another size:
+    every output, weights and gradient equals the textbook pair's, and A's backward runs after B.
     """
     atol, rtol = REFERENCE_TOLERANCES[np.dtype(np.float64)]
     rng = np.random.default_rng(85)
-    lengths, causal = {"A": 256, "B": 256, "C": 256, "D": 320}, {"A": False, "B": True, "C": False, "D": True}
+    lengths, causal = {"A": 256, "B": 256, "C": 256, "D": 320}, {"A": False, "B": True, "C": True, "D": True}
+    # C reuses A's memory (all of it written) with a band: the weights left of each tile's band must be 0 again;
+    # with row tiles of 64, the band of rows 64-127 starts at key 1.
+    window = {"C": (63, 0)}
     inputs = {name: [rng.standard_normal((1, 4, length, 8)) for _ in range(4)] for name, length in lengths.items()}
     rows, caches = [], {}
 
     def gradient_rows(name: str, label: str) -> None:
         q, k, v, dout = inputs[name]
-        expected = F.attention_backward(dout, F.attention_forward(q, k, v, is_causal=causal[name])[1])
+        expected = F.attention_backward(dout, F.attention_forward(q, k, v, is_causal=causal[name],
+                                                                  window=window.get(name))[1])
         got = kernels.attention_backward(dout, caches.pop(name))
         rows.extend(compare(f"{label} {grad}", a, b, atol, rtol)
                     for grad, a, b in zip(("dq", "dk", "dv"), got, expected))
 
     for name in "ABCD":
         q, k, v, _ = inputs[name]
-        out, caches[name] = kernels.attention_forward(q, k, v, is_causal=causal[name])
-        rows.append(compare(f"{name} output", out, F.attention_forward(q, k, v, is_causal=causal[name])[0], atol,
-                            rtol))
+        with tile_limits(rows=64):
+            out, caches[name] = kernels.attention_forward(q, k, v, is_causal=causal[name], window=window.get(name))
+        expected, textbook = F.attention_forward(q, k, v, is_causal=causal[name], window=window.get(name))
+        rows.append(compare(f"{name} output", out, expected, atol, rtol))
+        rows.append(compare(f"{name} weights", caches[name].weights, textbook.weights, atol, rtol))  # returned by MHA
         if name == "B":
             gradient_rows("A", "A, after B,")  # A's cache was alive during B: its weights must be A's still
     for name in "BCD":
@@ -289,6 +296,9 @@ ENTRIES: list[Entry] = [
     Entry("edges/score_mod/alibi-float32", float32_score_mod),
     *[Entry(f"edges/attention/{impl}/alibi-float32", functools.partial(float32_alibi, impl=impl))
       for impl in MODERN_IMPLS],
+    *[Entry(f"edges/attention/{impl}/alibi-far", functools.partial(
+        options_target, q_shape=(1, 2, 4, 3), k_shape=(1, 2, 6, 3), v_shape=(1, 2, 6, 2), impl=impl, alibi=True,
+        query_offset=100_000)) for impl in MODERN_IMPLS],  # every score near -slope 1e5: exp needs its shift
     *[Entry(f"edges/attention/{impl}/no-keys", functools.partial(
         attention_target, q_shape=(2, 2, 3, 4), k_shape=(2, 2, 0, 4), v_shape=(2, 2, 0, 3), impl=impl))
       for impl in MODERN_IMPLS],
