@@ -195,3 +195,13 @@ def test_dense_kernel_bugs_only_large_or_odd_inputs_show(monkeypatch, line, wron
     monkeypatch.setattr(kernels, "attention_forward", planted_forward)
     monkeypatch.setitem(ATTENTION_IMPLS, "dense", (planted_forward, ATTENTION_IMPLS["dense"][1]))
     assert failing([e for e in cli.ENTRIES if e.name == caught]) == [caught]
+
+
+def test_the_dense_kernels_head_slice_read_from_the_wrong_axis_fails_the_option_entries(monkeypatch):
+    from numpy_attention.attention_impls import ATTENTION_IMPLS
+
+    line = ("kv_heads, group = range(num_kv_heads)[heads[-1]], num_heads // max(1, num_kv_heads)")
+    planted_forward = planted(kernels.attention_forward, (line, line.replace("heads[-1]", "heads[1]")))
+    monkeypatch.setitem(ATTENTION_IMPLS, "dense", (planted_forward, ATTENTION_IMPLS["dense"][1]))
+    caught = ["edges/attention/dense/options-no-batch", "edges/attention/dense/options-two-batch-axes"]
+    assert failing([e for e in cli.ENTRIES if e.name in caught]) == caught

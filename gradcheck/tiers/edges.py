@@ -6,6 +6,7 @@
 * the appended keys (``bias_k`` and ``add_zero_attn``) as a pair of their own;
 * erf, erfc and the exact GELU in their tails, relative to each value, against Python's math module;
   the GELU kernel bit for bit against the textbook pair, empty and in a piece per core;
+* the options on (H, L, E) inputs and on inputs with two batch axes, in every implementation;
 * attention over no keys (T = 0: the output is 0, as torch's), plain and with ALiBi, in every implementation;
 * the dense kernel's recycled weights memory, with one call's cache alive across the next;
 * the sink softmax at scores of +-1000, ALiBi's float64 slopes on float32 scores and attention, and ALiBi
@@ -299,6 +300,10 @@ ENTRIES: list[Entry] = [
     *[Entry(f"edges/attention/{impl}/alibi-far", functools.partial(
         options_target, q_shape=(1, 2, 4, 3), k_shape=(1, 2, 6, 3), v_shape=(1, 2, 6, 2), impl=impl, alibi=True,
         query_offset=100_000)) for impl in MODERN_IMPLS],  # every score near -slope 1e5: exp needs its shift
+    *[Entry(f"edges/attention/{impl}/options-{label}", functools.partial(
+        options_target, q_shape=(*batch, 4, 3, 4), k_shape=(*batch, 2, 5, 4), v_shape=(*batch, 2, 5, 3), impl=impl,
+        alibi=True, sinks=True, softcap=2.0, is_causal=True, query_offset=2))
+      for impl in MODERN_IMPLS for label, batch in (("no-batch", ()), ("two-batch-axes", (2, 2)))],
     *[Entry(f"edges/attention/{impl}/no-keys", functools.partial(
         attention_target, q_shape=(2, 2, 3, 4), k_shape=(2, 2, 0, 4), v_shape=(2, 2, 0, 3), impl=impl))
       for impl in MODERN_IMPLS],
