@@ -262,6 +262,10 @@ def attention_with_options(
     by repetition. A row with no visible key gives 0 (without sinks: its weights are 0).
     """
     torch = require_torch()
+    if q.dim() == 2:  # unbatched (L, E): one head, as torch's scaled_dot_product_attention reads it
+        return attention_with_options(q[None], k[None], v[None], sinks, attn_mask=attn_mask, is_causal=is_causal,
+                                      scale=scale, softcap=softcap, alibi_slopes=alibi_slopes, window=window,
+                                      query_offset=query_offset)[0]
     group = q.shape[-3] // k.shape[-3]
     k, v = k.repeat_interleave(group, dim=-3), v.repeat_interleave(group, dim=-3)
     length, keys = q.shape[-2], k.shape[-2]

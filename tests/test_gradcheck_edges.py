@@ -184,6 +184,7 @@ DENSE_BUGS = [
      "dropout/dense/p=0.4-no-batch"),  # one mask for every head of a (H, L, E) input
     ("batch = np.broadcast_shapes(q4.shape[:-3], k4.shape[:-3], v4.shape[:-3])",
      "batch = np.broadcast_shapes(q4.shape[:-3], k4.shape[:-4], v4.shape[:-3])", "attention/broadcast-k-batch"),
+    ("tanh_scaled = tanh_scaled[0]", "tanh_scaled = tanh_scaled[1]", "edges/attention/dense/options-unbatched"),
 ]
 
 
@@ -205,3 +206,11 @@ def test_the_dense_kernels_head_slice_read_from_the_wrong_axis_fails_the_option_
     monkeypatch.setitem(ATTENTION_IMPLS, "dense", (planted_forward, ATTENTION_IMPLS["dense"][1]))
     caught = ["edges/attention/dense/options-no-batch", "edges/attention/dense/options-two-batch-axes"]
     assert failing([e for e in cli.ENTRIES if e.name in caught]) == caught
+
+
+def test_zero_heads_divided_by_fail_the_no_heads_entry(monkeypatch):
+    line = "return x.reshape(*batch, num_kv_heads, num_heads // max(1, num_kv_heads), rows, cols)"
+    monkeypatch.setattr(kernels.dense, "by_group", planted(kernels.dense.by_group, (line, line.replace(
+        "max(1, num_kv_heads)", "num_kv_heads"))))
+    assert failing([e for e in cli.ENTRIES if e.name == "edges/attention/dense/no-heads"]) == [
+        "edges/attention/dense/no-heads"]

@@ -6,7 +6,8 @@
 * the appended keys (``bias_k`` and ``add_zero_attn``) as a pair of their own;
 * erf, erfc and the exact GELU in their tails, relative to each value, against Python's math module;
   the GELU kernel bit for bit against the textbook pair, empty and in a piece per core;
-* the options on (H, L, E) inputs and on inputs with two batch axes, in every implementation;
+* the options on (L, E) and (H, L, E) inputs and on inputs with two batch axes, and zero heads, in every
+  implementation;
 * attention over no keys (T = 0: the output is 0, as torch's), plain and with ALiBi, in every implementation;
 * the dense kernel's recycled weights memory, with one call's cache alive across the next;
 * the sink softmax at scores of +-1000, ALiBi's float64 slopes on float32 scores and attention, and ALiBi
@@ -304,6 +305,12 @@ ENTRIES: list[Entry] = [
         options_target, q_shape=(*batch, 4, 3, 4), k_shape=(*batch, 2, 5, 4), v_shape=(*batch, 2, 5, 3), impl=impl,
         alibi=True, sinks=True, softcap=2.0, is_causal=True, query_offset=2))
       for impl in MODERN_IMPLS for label, batch in (("no-batch", ()), ("two-batch-axes", (2, 2)))],
+    *[Entry(f"edges/attention/{impl}/options-unbatched", functools.partial(
+        options_target, q_shape=(3, 4), k_shape=(5, 4), v_shape=(5, 3), impl=impl, softcap=2.0, is_causal=True,
+        window=(2, None), query_offset=1)) for impl in MODERN_IMPLS],  # (L, E): no head axis for per-head options
+    *[Entry(f"edges/attention/{impl}/no-heads", functools.partial(
+        attention_target, q_shape=(2, 0, 3, 4), k_shape=(2, 0, 5, 4), v_shape=(2, 0, 5, 3), impl=impl))
+      for impl in MODERN_IMPLS],
     *[Entry(f"edges/attention/{impl}/no-keys", functools.partial(
         attention_target, q_shape=(2, 2, 3, 4), k_shape=(2, 2, 0, 4), v_shape=(2, 2, 0, 3), impl=impl))
       for impl in MODERN_IMPLS],
