@@ -28,7 +28,7 @@ def attention(
     probabilities are multiplied by ``keep / (1 - p)`` before ``@ v``.
     """
     torch = require_torch()
-    mask = as_mask_tensor(attn_mask, q.dtype)
+    mask = attention_mask_tensor(attn_mask, q.dtype)
     gqa = q.dim() > 2 and q.shape[-3] != k.shape[-3]
     if dropout_mask is None:
         return torch.nn.functional.scaled_dot_product_attention(
@@ -53,6 +53,12 @@ def as_mask_tensor(mask: np.ndarray | None, dtype: Any) -> Any:
         return None
     tensor = require_torch().as_tensor(mask)
     return tensor if tensor.dtype == require_torch().bool else tensor.to(dtype)
+
+
+def attention_mask_tensor(mask: np.ndarray | None, dtype: Any) -> Any:
+    """An attention mask for the scores: a 1-D mask (T,) is (1, T), as NumPy broadcasts it (torch's SDPA wants
+    two axes at least)."""
+    return as_mask_tensor(mask if mask is None or np.ndim(mask) >= 2 else np.reshape(mask, (1, -1)), dtype)
 
 
 def softmax(x: Any, axis: int = -1) -> Any:
@@ -283,7 +289,7 @@ def attention_with_options(
         allowed = allowed.triu(query_offset - window[0])
     if window is not None and window[1] is not None:
         allowed = allowed.tril(query_offset + window[1])
-    mask = as_mask_tensor(attn_mask, q.dtype)
+    mask = attention_mask_tensor(attn_mask, q.dtype)
     if mask is not None and mask.dtype == torch.bool:
         allowed = allowed & mask
     elif mask is not None:

@@ -214,3 +214,12 @@ def test_zero_heads_divided_by_fail_the_no_heads_entry(monkeypatch):
         "max(1, num_kv_heads)", "num_kv_heads"))))
     assert failing([e for e in cli.ENTRIES if e.name == "edges/attention/dense/no-heads"]) == [
         "edges/attention/dense/no-heads"]
+
+
+def test_flash_kernel_chunks_that_hold_no_head_fail_the_parallel_entry(monkeypatch):
+    from numpy_attention.kernels import flash
+
+    line = "chunks = [(*index, slice(head, head + 1)) for index in np.ndindex(*batch) for head in range(num_kv_heads)]"
+    wrong = planted(flash._HeadViews.for_each_chunk, (line, line.replace("head + 1", "head")))
+    monkeypatch.setattr(flash._HeadViews, "for_each_chunk", wrong)
+    assert failing(named(edges.ENTRIES, "edges/kernels/")) == ["edges/kernels/flash-parallel"]

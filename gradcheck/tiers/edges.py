@@ -8,6 +8,8 @@
   the GELU kernel bit for bit against the textbook pair, empty and in a piece per core;
 * the options on (L, E) and (H, L, E) inputs and on inputs with two batch axes, and zero heads, in every
   implementation;
+* masks that broadcast along rows or keys ((T,), (1, T), (B, 1, L, 1)) in small tiles, in every implementation;
+* the flash kernel with its heads on a pool of threads, against the textbook pair;
 * attention over no keys (T = 0: the output is 0, as torch's), plain and with ALiBi, in every implementation;
 * the dense kernel's recycled weights memory, with one call's cache alive across the next;
 * the sink softmax at scores of +-1000, ALiBi's float64 slopes on float32 scores and attention, and ALiBi
@@ -178,6 +180,23 @@ def recycled_weights_check(dtype: np.dtype, fast: bool) -> Report:
                   labels=("kernel", "textbook"))
 
 
+def flash_parallel_check(dtype: np.dtype, fast: bool) -> Report:
+    """The flash kernel on enough scores (4 heads x 256 x 256) to run its heads on a pool of threads,
+    plain, causal and in a window, against the textbook pair."""
+    atol, rtol = REFERENCE_TOLERANCES[np.dtype(np.float64)]
+    q, k, v, dout = (np.random.default_rng(86).standard_normal((1, 4, 256, 8)) for _ in range(4))
+    rows = []
+    for label, options in (("plain", {}), ("causal", {"is_causal": True}), ("window", {"window": (40, 3)})):
+        out, cache = kernels.flash_attention_forward(q, k, v, **options)
+        expected, textbook = F.attention_forward(q, k, v, **options)
+        rows.append(compare(f"output ({label})", out, expected, atol, rtol))
+        for name, got, want in zip(("dq", "dk", "dv"), kernels.flash_attention_backward(dout, cache),
+                                   F.attention_backward(dout, textbook)):
+            rows.append(compare(f"{name} ({label})", got, want, atol, rtol))
+    return Report(title="flash kernel on a pool of threads", rows=rows, method="against the textbook pair, float64",
+                  dtype="float64", atol=atol, rtol=rtol, labels=("kernel", "textbook"))
+
+
 def sink_softmax_large(dtype: np.dtype) -> Target:
     """The sink softmax on scores and sinks of about +-1000: the shift by the row maximum keeps exp finite."""
     scores, sinks = normal(dtype, (2, 3, 4, 5), (3,), seed=81)
@@ -294,6 +313,8 @@ ENTRIES: list[Entry] = [
     Entry("edges/gelu/kernel-pieces", lambda dt: TierTarget((), own_check=functools.partial(gelu_kernel_check, dt))),
     Entry("edges/kernels/recycled-weights", lambda dt: TierTarget((), own_check=functools.partial(
         recycled_weights_check, dt))),
+    Entry("edges/kernels/flash-parallel", lambda dt: TierTarget((), own_check=functools.partial(
+        flash_parallel_check, dt))),
     Entry("edges/sinks/scores-1000", sink_softmax_large),
     Entry("edges/score_mod/alibi-float32", float32_score_mod),
     *[Entry(f"edges/attention/{impl}/alibi-float32", functools.partial(float32_alibi, impl=impl))
@@ -311,6 +332,10 @@ ENTRIES: list[Entry] = [
     *[Entry(f"edges/attention/{impl}/no-heads", functools.partial(
         attention_target, q_shape=(2, 0, 3, 4), k_shape=(2, 0, 5, 4), v_shape=(2, 0, 5, 3), impl=impl))
       for impl in MODERN_IMPLS],
+    *[Entry(f"edges/attention/{impl}/mask-{kind}-{'x'.join(map(str, shape))}", functools.partial(
+        attention_target, q_shape=(2, 2, 7, 3), k_shape=(2, 2, 9, 3), v_shape=(2, 2, 9, 2), impl=impl, mask=kind,
+        mask_shape=shape, block_size=(2, 3)))  # masks that broadcast along rows or keys, in tiles of 2 x 3
+      for impl in MODERN_IMPLS for kind, shape in (("bool", (9,)), ("float", (1, 9)), ("bool", (2, 1, 7, 1)))],
     *[Entry(f"edges/attention/{impl}/no-keys", functools.partial(
         attention_target, q_shape=(2, 2, 3, 4), k_shape=(2, 2, 0, 4), v_shape=(2, 2, 0, 3), impl=impl))
       for impl in MODERN_IMPLS],

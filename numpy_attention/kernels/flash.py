@@ -87,7 +87,7 @@ def _option_tile_scores(
 def _tile_mask(
     attn_mask: np.ndarray | None, is_causal: bool, rows: slice, cols: slice
 ) -> np.ndarray | None:
-    """The slice of the mask that covers tile (rows, cols), broadcastable to the scores tile."""
+    """The slice of the mask (broadcast to the scores' full shape by ``_head_views``) that covers tile (rows, cols)."""
     if is_causal:
         if cols.stop <= rows.start + 1:  # wholly on or below the diagonal: nothing to mask
             return None
@@ -95,9 +95,7 @@ def _tile_mask(
         return causal_mask(rows.stop - rows.start, cols.stop - cols.start, rows.start - cols.start)
     if attn_mask is None:
         return None
-    mask = attn_mask.reshape((1,) * (2 - attn_mask.ndim) + attn_mask.shape)
-    # An axis of length 1 broadcasts over the whole tile and is not sliced.
-    return mask[..., rows if mask.shape[-2] > 1 else slice(None), cols if mask.shape[-1] > 1 else slice(None)]
+    return attn_mask[..., rows, cols]
 
 
 def _tile_scores(
