@@ -223,3 +223,21 @@ def test_flash_kernel_chunks_that_hold_no_head_fail_the_parallel_entry(monkeypat
     wrong = planted(flash._HeadViews.for_each_chunk, (line, line.replace("head + 1", "head")))
     monkeypatch.setattr(flash._HeadViews, "for_each_chunk", wrong)
     assert failing(named(edges.ENTRIES, "edges/kernels/")) == ["edges/kernels/flash-parallel"]
+
+
+@pytest.mark.parametrize("function, line, wrong, caught", [
+    ("matmul", "step = max(1, -(-split // MAX_WORKERS))", "step = -max(1, -(-split // MAX_WORKERS))",
+     "edges/kernels/linear-parallel"),  # no block at all: an uninitialized result
+    ("query_tiles", "rows = max(1, min(num_queries, tile_rows, tile_bytes // max(1, num_keys * itemsize)))",
+     "rows = max(0, min(num_queries, tile_rows, tile_bytes // max(1, num_keys * itemsize)))",
+     "edges/kernels/dense-row-longer-than-a-tile"),
+])
+def test_schedule_bugs_that_only_large_or_long_calls_reach(monkeypatch, function, line, wrong, caught):
+    from numpy_attention.kernels import dense, linear, schedule
+
+    wrong_function = planted(getattr(schedule, function), (line, wrong))
+    for module in (schedule, dense, linear):  # each imported the function by name
+        if hasattr(module, function):
+            monkeypatch.setattr(module, function, wrong_function)
+    assert caught in failing(named(edges.ENTRIES, "edges/kernels/"))
+    assert failing(named(ENTRIES, "linear/") + named(ENTRIES, "attention/batch")) == []

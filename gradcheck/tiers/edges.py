@@ -9,7 +9,8 @@
 * the options on (L, E) and (H, L, E) inputs and on inputs with two batch axes, and zero heads, in every
   implementation;
 * masks that broadcast along rows or keys ((T,), (1, T), (B, 1, L, 1)) in small tiles, in every implementation;
-* the flash kernel with its heads on a pool of threads, against the textbook pair;
+* the flash kernel with its heads on a pool of threads, the linear kernel's products split between
+  the cores, and the dense kernel's tiles when one row of scores exceeds the tile budget;
 * attention over no keys (T = 0: the output is 0, as torch's), plain and with ALiBi, in every implementation;
 * the dense kernel's recycled weights memory, with one call's cache alive across the next;
 * the sink softmax at scores of +-1000, ALiBi's float64 slopes on float32 scores and attention, and ALiBi
@@ -197,6 +198,27 @@ def flash_parallel_check(dtype: np.dtype, fast: bool) -> Report:
                   dtype="float64", atol=atol, rtol=rtol, labels=("kernel", "textbook"))
 
 
+def linear_parallel_check(dtype: np.dtype, fast: bool) -> Report:
+    """The kernels' linear pair on products large enough to be split between the cores (by rows, and by the
+    inner dimension for the weight gradient), against the textbook pair."""
+    atol, rtol = REFERENCE_TOLERANCES[np.dtype(np.float64)]
+    rng = np.random.default_rng(87)
+    rows = []
+    for label, (batch, features, out_features) in (("tall", (4096, 64, 48)), ("wide", (96, 256, 384))):
+        x, weight, bias = (rng.standard_normal(shape) for shape in ((batch, features), (out_features, features),
+                                                                    (out_features,)))
+        dout = rng.standard_normal((batch, out_features))
+        out, cache = kernels.linear_forward(x, weight, bias)
+        expected, textbook = F.linear_forward(x, weight, bias)
+        rows.append(compare(f"output ({label})", out, expected, atol, rtol))
+        for name, got, want in zip(("dx", "dweight", "dbias"), kernels.linear_backward(dout, cache),
+                                   F.linear_backward(dout, textbook)):
+            rows.append(compare(f"{name} ({label})", got, want, atol, rtol))
+    return Report(title="kernels.linear on products split between the cores", rows=rows,
+                  method="against the textbook pair, float64", dtype="float64", atol=atol, rtol=rtol,
+                  labels=("kernel", "textbook"))
+
+
 def sink_softmax_large(dtype: np.dtype) -> Target:
     """The sink softmax on scores and sinks of about +-1000: the shift by the row maximum keeps exp finite."""
     scores, sinks = normal(dtype, (2, 3, 4, 5), (3,), seed=81)
@@ -315,6 +337,11 @@ ENTRIES: list[Entry] = [
         recycled_weights_check, dt))),
     Entry("edges/kernels/flash-parallel", lambda dt: TierTarget((), own_check=functools.partial(
         flash_parallel_check, dt))),
+    Entry("edges/kernels/linear-parallel", lambda dt: TierTarget((), own_check=functools.partial(
+        linear_parallel_check, dt))),
+    Entry("edges/kernels/dense-row-longer-than-a-tile", lambda dt: as_tier(
+        attention_target(dt, (1, 2, 3, 4), (1, 2, 5, 4), (1, 2, 5, 3), is_causal=True),
+        context=functools.partial(tile_limits, bytes=1))),  # a row of scores exceeds the tile budget: 1-row tiles
     Entry("edges/sinks/scores-1000", sink_softmax_large),
     Entry("edges/score_mod/alibi-float32", float32_score_mod),
     *[Entry(f"edges/attention/{impl}/alibi-float32", functools.partial(float32_alibi, impl=impl))
