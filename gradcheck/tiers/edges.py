@@ -187,11 +187,13 @@ def flash_parallel_check(dtype: np.dtype, fast: bool) -> Report:
     atol, rtol = REFERENCE_TOLERANCES[np.dtype(np.float64)]
     q, k, v, dout = (np.random.default_rng(86).standard_normal((1, 4, 256, 8)) for _ in range(4))
     rows = []
-    for label, options in (("plain", {}), ("causal", {"is_causal": True}), ("window", {"window": (40, 3)})):
+    sinks, slopes = np.linspace(-1.0, 1.0, 4), 2.0 ** -np.arange(1.0, 5.0)
+    for label, options in (("plain", {}), ("causal", {"is_causal": True}), ("window", {"window": (40, 3)}),
+                           ("sinks-alibi", {"sinks": sinks, "alibi_slopes": slopes})):  # per-head options per chunk
         out, cache = kernels.flash_attention_forward(q, k, v, **options)
         expected, textbook = F.attention_forward(q, k, v, **options)
         rows.append(compare(f"output ({label})", out, expected, atol, rtol))
-        for name, got, want in zip(("dq", "dk", "dv"), kernels.flash_attention_backward(dout, cache),
+        for name, got, want in zip(("dq", "dk", "dv", "dsinks"), kernels.flash_attention_backward(dout, cache),
                                    F.attention_backward(dout, textbook)):
             rows.append(compare(f"{name} ({label})", got, want, atol, rtol))
     return Report(title="flash kernel on a pool of threads", rows=rows, method="against the textbook pair, float64",
