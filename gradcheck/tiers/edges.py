@@ -348,9 +348,11 @@ ENTRIES: list[Entry] = [
     Entry("edges/score_mod/alibi-float32", float32_score_mod),
     *[Entry(f"edges/attention/{impl}/alibi-float32", functools.partial(float32_alibi, impl=impl))
       for impl in MODERN_IMPLS],
-    *[Entry(f"edges/attention/{impl}/alibi-far", functools.partial(
-        options_target, q_shape=(1, 2, 4, 3), k_shape=(1, 2, 6, 3), v_shape=(1, 2, 6, 2), impl=impl, alibi=True,
-        query_offset=100_000)) for impl in MODERN_IMPLS],  # every score near -slope 1e5: exp needs its shift
+    # Every score near -slope 1e5, where exp needs its shift; in float64 always (float32 cannot hold the
+    # scores' differences at 1e5).
+    *[Entry(f"edges/attention/{impl}/alibi-far", lambda dt, impl=impl: options_target(
+        np.float64, (1, 2, 4, 3), (1, 2, 6, 3), (1, 2, 6, 2), impl=impl, alibi=True, query_offset=100_000))
+      for impl in MODERN_IMPLS],
     *[Entry(f"edges/attention/{impl}/options-{label}", functools.partial(
         options_target, q_shape=(*batch, 4, 3, 4), k_shape=(*batch, 2, 5, 4), v_shape=(*batch, 2, 5, 3), impl=impl,
         alibi=True, sinks=True, softcap=2.0, is_causal=True, query_offset=2))
