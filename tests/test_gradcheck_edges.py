@@ -241,3 +241,17 @@ def test_schedule_bugs_that_only_large_or_long_calls_reach(monkeypatch, function
             monkeypatch.setattr(module, function, wrong_function)
     assert caught in failing(named(edges.ENTRIES, "edges/kernels/"))
     assert failing(named(ENTRIES, "linear/") + named(ENTRIES, "attention/batch")) == []
+
+
+def test_the_last_two_survivors_fail_their_edge_entries(monkeypatch):
+    """A buffer size divided by the item size (wrong from 8 MB of weights), a sink softmax without its head axis."""
+    from numpy_attention.functional import score_mods
+    from numpy_attention.kernels import buffers
+
+    monkeypatch.setattr(buffers, "empty", planted(buffers.empty, (
+        "nbytes = math.prod(shape) * dtype.itemsize", "nbytes = math.prod(shape) / dtype.itemsize  # WRONG")))
+    wrong = planted(score_mods.softmax_with_sink_forward, ('S = as_scores(S, "S", heads=True)',
+                                                           'S = as_scores(S, "S", heads=False)  # WRONG'))
+    monkeypatch.setattr(F, "softmax_with_sink_forward", wrong)
+    caught = ["edges/kernels/dense-large-weights", "edges/sinks/no-head-axis"]
+    assert failing([e for e in edges.ENTRIES if e.name in caught]) == caught

@@ -12,7 +12,7 @@
 * the flash kernel with its heads on a pool of threads, the linear kernel's products split between
   the cores, and the dense kernel's tiles when one row of scores exceeds the tile budget;
 * attention over no keys (T = 0: the output is 0, as torch's), plain and with ALiBi, in every implementation;
-* the dense kernel's recycled weights memory, with one call's cache alive across the next;
+* the dense kernel's recycled weights memory, with one call's cache alive across the next, and 16 MB of weights;
 * the sink softmax at scores of +-1000, ALiBi's float64 slopes on float32 scores and attention, and ALiBi
   with queries 100 000 positions past the keys (every score near -slope 1e5);
 * the convenience ``scaled_dot_product_attention`` of the textbook and of the kernels, which return the
@@ -221,6 +221,25 @@ def linear_parallel_check(dtype: np.dtype, fast: bool) -> Report:
                   labels=("kernel", "textbook"))
 
 
+def large_weights_check(dtype: np.dtype, fast: bool) -> Report:
+    """The dense kernel on weights of 16 MB (float32, 4 heads of 1024 x 1024), twice, against the textbook pair."""
+    atol, rtol = REFERENCE_TOLERANCES[np.dtype(np.float32)]
+    q, k, v = (np.random.default_rng(88).standard_normal((1, 4, 1024, 8)).astype(np.float32) for _ in range(3))
+    expected = F.attention_forward(q, k, v, is_causal=True)[0]
+    rows = [compare(f"output (call {i})", kernels.attention_forward(q, k, v, is_causal=True)[0], expected, atol, rtol)
+            for i in (1, 2)]
+    return Report(title="dense kernel on 16 MB of weights", rows=rows, method="against the textbook pair, float32",
+                  dtype="float32", atol=atol, rtol=rtol, labels=("kernel", "textbook"))
+
+
+def sink_without_heads_check(dtype: np.dtype, fast: bool) -> Report:
+    """Sinks are one per head: scores (l, t) without their head axis are refused with a ValueError."""
+    row = refused("softmax_with_sink_forward of (l, t) scores", ValueError, F.softmax_with_sink_forward,
+                  np.zeros((3, 4)), np.zeros(3))
+    return Report(title="the sink softmax needs a head axis", rows=[row], method="the call must raise",
+                  dtype=str(np.dtype(dtype)), atol=0.0, rtol=0.0, labels=("numpy", "expected"))
+
+
 def sink_softmax_large(dtype: np.dtype) -> Target:
     """The sink softmax on scores and sinks of about +-1000: the shift by the row maximum keeps exp finite."""
     scores, sinks = normal(dtype, (2, 3, 4, 5), (3,), seed=81)
@@ -339,12 +358,16 @@ ENTRIES: list[Entry] = [
         recycled_weights_check, dt))),
     Entry("edges/kernels/flash-parallel", lambda dt: TierTarget((), own_check=functools.partial(
         flash_parallel_check, dt))),
+    Entry("edges/kernels/dense-large-weights", lambda dt: TierTarget((), own_check=functools.partial(
+        large_weights_check, dt))),
     Entry("edges/kernels/linear-parallel", lambda dt: TierTarget((), own_check=functools.partial(
         linear_parallel_check, dt))),
     Entry("edges/kernels/dense-row-longer-than-a-tile", lambda dt: as_tier(
         attention_target(dt, (1, 2, 3, 4), (1, 2, 5, 4), (1, 2, 5, 3), is_causal=True),
         context=functools.partial(tile_limits, bytes=1))),  # a row of scores exceeds the tile budget: 1-row tiles
     Entry("edges/sinks/scores-1000", sink_softmax_large),
+    Entry("edges/sinks/no-head-axis", lambda dt: TierTarget((), own_check=functools.partial(
+        sink_without_heads_check, dt))),
     Entry("edges/score_mod/alibi-float32", float32_score_mod),
     *[Entry(f"edges/attention/{impl}/alibi-float32", functools.partial(float32_alibi, impl=impl))
       for impl in MODERN_IMPLS],
