@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import importlib
 
-import numpy as np
 import pytest
+from helpers.gradcheck_entries import failing
 
 import gradcheck.__main__ as cli
 from gradcheck.bugs import planted
@@ -21,15 +21,6 @@ from numpy_attention import kernels
 from numpy_attention.functional import embedding, heads, loss
 
 pytest.importorskip("torch")
-
-
-def failing(entries) -> list[str]:
-    names = []
-    for entry in entries:
-        result = cli.run_entry(entry, np.dtype(np.float64), False, True)
-        if result["error"] or not all(report.passed for report in result["reports"]):
-            names.append(entry.name)
-    return names
 
 
 def named(entries, prefix: str) -> list:

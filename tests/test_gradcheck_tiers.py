@@ -14,6 +14,7 @@ import threading
 
 import numpy as np
 import pytest
+from helpers.gradcheck_entries import failing
 
 import gradcheck.__main__ as cli
 from gradcheck.bugs import planted
@@ -25,16 +26,6 @@ from numpy_attention.attention_impls import ATTENTION_IMPLS
 from numpy_attention.kernels import flash as kernel_flash
 from numpy_attention.kernels import schedule
 from numpy_attention.kernels.schedule import query_tiles, tile_limits
-
-
-def failing(entries, *, use_torch: bool = True) -> list[str]:
-    """The names of the entries that fail (a failed check or an error), exhaustive finite differences."""
-    names = []
-    for entry in entries:
-        result = cli.run_entry(entry, np.dtype(np.float64), False, use_torch)
-        if result["error"] or not all(report.passed for report in result["reports"]):
-            names.append(entry.name)
-    return names
 
 
 def entries(prefix: str) -> list:
