@@ -114,11 +114,18 @@ def test_docstrings_messages_and_guards_are_not_mutated_unless_asked():
     """a + b in prose"""
     if a.ndim != 2:
         raise ValueError(f"a must be 2-D; got {a.ndim + 1}")
+    if a.size < 1:
+        what = "empty" if a.size == 0 else "negative"
+        raise ValueError(f"a is {what}")
     assert a > 0, "positive"
     ''')
     assert generate_mutants(source) == []
     guards = generate_mutants(source, include_guards=True)
-    assert sorted(m.kind for m in guards) == ["compare", "condition", "constant"]
+    lines = {m.line: m.original.splitlines()[m.line - 1].strip() for m in guards}
+    first = [line for line, text in lines.items() if text.startswith("if a.ndim")]
+    assert sorted(m.kind for m in guards if m.line in first) == ["compare", "condition", "constant"]
+    # the second guard builds its message before it raises: its condition and the message are mutated only when asked
+    assert {text.split()[0] for text in lines.values()} == {"if", "what"}
 
 
 def test_functions_and_methods_can_be_selected_and_unknown_names_are_refused():

@@ -94,7 +94,7 @@ def run(
     timeout : seconds per mutant (default: 4x the check's time on the original + 10 s); a
         mutant that runs longer is killed and counted as rejected ("timeout").
     jobs : mutants run at the same time.
-    include_guards : also mutate input-validation guards (an ``if`` whose body only raises).
+    include_guards : also mutate input-validation guards (an ``if`` whose body ends in a raise).
     ids : run only the mutants with these ids (to look again at some survivors).
     cwd : the directory the check runs in (default: the current one).
     progress : called with each mutant and its result as it finishes.

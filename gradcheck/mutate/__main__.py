@@ -42,7 +42,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="JSON (or TOML) list of {id, reason}: mutants that compute the same function")
     p.add_argument("--timeout", type=float, metavar="S", help="seconds per mutant (default 4x the unmutated run + 10)")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="mutants run at the same time (default 1)")
-    p.add_argument("--include-guards", action="store_true", help="also mutate input-validation ifs that only raise")
+    p.add_argument("--include-guards", action="store_true", help="also mutate input-validation ifs that end in a raise")
     p.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON to PATH")
     p.add_argument("--fail-under", type=float, metavar="PCT", help="exit 1 when the score is below PCT percent")
     p.add_argument("--list", action="store_true", help="list the mutants (id, kind, function, line) and exit")

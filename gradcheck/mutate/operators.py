@@ -20,7 +20,7 @@ left byte for byte as it was), so its diff is one line or two. Kinds:
 Functions and methods (``Class.method``) are mutated; a nested function's mutants belong to
 the function that defines it. Not mutated: module-level code, docstrings, f-strings, ``raise``
 and ``assert`` statements, annotations, and (unless ``include_guards``) input-validation
-guards: an ``if`` whose body only raises.
+guards: an ``if`` whose body ends in a raise.
 A line ending in ``# mutate: skip`` (optionally followed by a reason) marks every mutant
 on it as equivalent. A mutant's id hashes its module, function, its node's path inside
 the function, its kind and its variant: it does not change when other code changes.
@@ -103,7 +103,8 @@ def _is_int(node: ast.AST) -> bool:
 
 
 def _is_guard(node: ast.AST) -> bool:
-    return isinstance(node, ast.If) and not node.orelse and all(isinstance(s, ast.Raise) for s in node.body)
+    """An input-validation ``if``: no ``else``, and its body ends in a raise (after building the message, say)."""
+    return isinstance(node, ast.If) and not node.orelse and isinstance(node.body[-1], ast.Raise)
 
 
 class _Generator:

@@ -64,8 +64,8 @@ def as_scores(S: np.ndarray, name: str, *, heads: bool) -> np.ndarray:
     """A float (..., l, t) array of scores; (..., Hq, l, t) when ``heads`` (a per-head option is given)."""
     S = as_float_array(S, name)
     if S.ndim < (3 if heads else 2):
-        raise ValueError(f"{name} must be " + ("(..., Hq, l, t) with the query heads on axis -3" if heads
-                                               else "(..., l, t)") + f"; got shape {S.shape}")
+        layout = "(..., Hq, l, t) with the query heads on axis -3" if heads else "(..., l, t)"
+        raise ValueError(f"{name} must be {layout}; got shape {S.shape}")
     return S
 
 
