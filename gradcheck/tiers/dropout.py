@@ -31,7 +31,7 @@ import numpy as np
 
 import numpy_attention as na
 
-from ..report import Report, compare
+from ..report import Report, Row, compare
 from ..targets import Entry, Target, attention_pair, normal
 from .common import TierTarget
 
@@ -48,7 +48,7 @@ def kept_rows(dropped: np.ndarray, undropped: np.ndarray, p: float) -> list:
             compare("kept values", dropped[kept], undropped[kept] / (1 - p), *EXACT)]
 
 
-def fresh_draw_row(keep: np.ndarray, other: np.ndarray, p: float, name: str = "another generator's mask") -> object:
+def fresh_draw_row(keep: np.ndarray, other: np.ndarray, p: float, name: str = "another generator's mask") -> Row:
     """Two independent masks (two generators', or two heads') disagree at a fraction 2 p (1 - p) of the entries."""
     disagree, expected = np.mean(keep != other), 2 * p * (1 - p)
     sigma = math.sqrt(expected * (1 - expected) / keep.size)

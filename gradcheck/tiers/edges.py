@@ -37,7 +37,7 @@ from numpy_attention.functional.erf import erf, erfc
 from numpy_attention.kernels.schedule import PARALLEL_MIN_SCORES, tile_limits
 
 from .. import torch_ops
-from ..reference import REFERENCE_TOLERANCES
+from ..reference import REFERENCE_TOLERANCES, require_torch
 from ..report import Report, Row, compare
 from ..targets import MODERN_IMPLS, Entry, Target, attention_target, normal, options_target
 from .common import TierTarget, as_tier, torch_pair_run
@@ -86,6 +86,11 @@ def number_dout_check(dtype: np.dtype, fast: bool) -> Report:
                   dtype=str(np.dtype(dtype)), atol=EXACT, rtol=0.0, labels=("number", "array"))
 
 
+def agreement_rows(label: str, names: tuple, got: tuple, expected: tuple, atol: float, rtol: float) -> list[Row]:
+    """One row per named array of ``got`` against ``expected`` (a kernel's results against the textbook's)."""
+    return [compare(f"{name} ({label})", a, b, atol, rtol) for name, a, b in zip(names, got, expected)]
+
+
 def refused(name: str, error: type, function: Any, *args: Any) -> Row:
     """A row that passes when ``function(*args)`` raises ``error`` and fails when it returns."""
     try:
@@ -107,8 +112,7 @@ def padding_idx_edge(dtype: np.dtype, padding_idx: int) -> Target:
 
 
 def torch_append_keys(x: Any, bias: Any, add_zero: bool) -> Any:
-    import torch
-
+    torch = require_torch()
     batch, _, features = x.shape
     rows = [x, bias.expand(batch, 1, features)]
     if add_zero:
@@ -133,10 +137,9 @@ def gelu_kernel_check(dtype: np.dtype, fast: bool) -> Report:
         for approximate in ("none", "tanh"):
             out, cache = kernels.gelu_forward(x, approximate)
             expected, textbook_cache = F.gelu_forward(x, approximate)
-            label = f"{size} elements, {approximate}"
-            rows.append(compare(f"output ({label})", out, expected, EXACT, 0.0))
-            rows.append(compare(f"dx ({label})", kernels.gelu_backward(dout, cache),
-                                F.gelu_backward(dout, textbook_cache), EXACT, 0.0))
+            rows += agreement_rows(f"{size} elements, {approximate}", ("output", "dx"),
+                                   (out, kernels.gelu_backward(dout, cache)),
+                                   (expected, F.gelu_backward(dout, textbook_cache)), EXACT, 0.0)
     return Report(title="kernels.gelu_forward/backward against the textbook pair", rows=rows,
                   method="bit for bit", dtype="float64", atol=EXACT, rtol=0.0, labels=("kernel", "textbook"))
 
@@ -155,25 +158,22 @@ def recycled_weights_check(dtype: np.dtype, fast: bool) -> Report:
     # with row tiles of 64, the band of rows 64-127 starts at key 1.
     window = {"C": (63, 0)}
     inputs = {name: [rng.standard_normal((1, 4, length, 8)) for _ in range(4)] for name, length in lengths.items()}
-    rows, caches = [], {}
+    rows, caches, textbooks = [], {}, {}
 
     def gradient_rows(name: str, label: str) -> None:
-        q, k, v, dout = inputs[name]
-        expected = F.attention_backward(dout, F.attention_forward(q, k, v, is_causal=causal[name],
-                                                                  window=window.get(name))[1])
-        got = kernels.attention_backward(dout, caches.pop(name))
-        rows.extend(compare(f"{label} {grad}", a, b, atol, rtol)
-                    for grad, a, b in zip(("dq", "dk", "dv"), got, expected))
+        dout = inputs[name][3]
+        rows.extend(agreement_rows(label, ("dq", "dk", "dv"), kernels.attention_backward(dout, caches.pop(name)),
+                                   F.attention_backward(dout, textbooks[name]), atol, rtol))
 
     for name in "ABCD":
         q, k, v, _ = inputs[name]
         with tile_limits(rows=64):
             out, caches[name] = kernels.attention_forward(q, k, v, is_causal=causal[name], window=window.get(name))
-        expected, textbook = F.attention_forward(q, k, v, is_causal=causal[name], window=window.get(name))
-        rows.append(compare(f"{name} output", out, expected, atol, rtol))
-        rows.append(compare(f"{name} weights", caches[name].weights, textbook.weights, atol, rtol))  # returned by MHA
+        expected, textbooks[name] = F.attention_forward(q, k, v, is_causal=causal[name], window=window.get(name))
+        rows += agreement_rows(name, ("output", "weights"), (out, caches[name].weights),  # MHA returns the weights
+                               (expected, textbooks[name].weights), atol, rtol)
         if name == "B":
-            gradient_rows("A", "A, after B,")  # A's cache was alive during B: its weights must be A's still
+            gradient_rows("A", "A, after B")  # A's cache was alive during B: its weights must be A's still
     for name in "BCD":
         gradient_rows(name, name)
     return Report(title="dense kernel calls sharing recycled weights memory", rows=rows,
@@ -192,10 +192,9 @@ def flash_parallel_check(dtype: np.dtype, fast: bool) -> Report:
                            ("sinks-alibi", {"sinks": sinks, "alibi_slopes": slopes})):  # per-head options per chunk
         out, cache = kernels.flash_attention_forward(q, k, v, **options)
         expected, textbook = F.attention_forward(q, k, v, **options)
-        rows.append(compare(f"output ({label})", out, expected, atol, rtol))
-        for name, got, want in zip(("dq", "dk", "dv", "dsinks"), kernels.flash_attention_backward(dout, cache),
-                                   F.attention_backward(dout, textbook)):
-            rows.append(compare(f"{name} ({label})", got, want, atol, rtol))
+        rows += agreement_rows(label, ("output", "dq", "dk", "dv", "dsinks"),
+                               (out, *kernels.flash_attention_backward(dout, cache)),
+                               (expected, *F.attention_backward(dout, textbook)), atol, rtol)
     return Report(title="flash kernel on a pool of threads", rows=rows, method="against the textbook pair, float64",
                   dtype="float64", atol=atol, rtol=rtol, labels=("kernel", "textbook"))
 
@@ -212,10 +211,9 @@ def linear_parallel_check(dtype: np.dtype, fast: bool) -> Report:
         dout = rng.standard_normal((batch, out_features))
         out, cache = kernels.linear_forward(x, weight, bias)
         expected, textbook = F.linear_forward(x, weight, bias)
-        rows.append(compare(f"output ({label})", out, expected, atol, rtol))
-        for name, got, want in zip(("dx", "dweight", "dbias"), kernels.linear_backward(dout, cache),
-                                   F.linear_backward(dout, textbook)):
-            rows.append(compare(f"{name} ({label})", got, want, atol, rtol))
+        rows += agreement_rows(label, ("output", "dx", "dweight", "dbias"),
+                               (out, *kernels.linear_backward(dout, cache)),
+                               (expected, *F.linear_backward(dout, textbook)), atol, rtol)
     return Report(title="kernels.linear on products split between the cores", rows=rows,
                   method="against the textbook pair, float64", dtype="float64", atol=atol, rtol=rtol,
                   labels=("kernel", "textbook"))
@@ -285,7 +283,8 @@ def gelu_tails_check(dtype: np.dtype, fast: bool) -> Report:
     ``out = x erfc(-x / sqrt 2) / 2`` and ``dx = dout (Phi(x) + x phi(x))``; torch's own
     ``(1 + erf)`` form cancels there, so the reference is Python's math module.
     """
-    x = tail_points()[np.abs(tail_points()) <= 8] * math.sqrt(2.0)  # beyond, rounding x / sqrt 2 costs 2 y^2 ulps
+    y = tail_points()
+    x = y[np.abs(y) <= 8] * math.sqrt(2.0)  # beyond, rounding x / sqrt 2 costs erfc 2 y^2 ulps
     dout = np.random.default_rng(82).standard_normal(x.shape)
     cdf = np.array([0.5 * math.erfc(-v / math.sqrt(2.0)) for v in x])
     pdf = np.array([math.exp(-v * v / 2) / math.sqrt(2 * math.pi) for v in x])
@@ -317,7 +316,7 @@ def sdpa_output_check(pair: Any, dtype: np.dtype, fast: bool) -> Report:
 
 def sdpa_torch_check(function: Any) -> Report:
     """``function`` against torch's scaled_dot_product_attention, causal with a boolean mask and a scale."""
-    torch = __import__("torch")
+    torch = require_torch()
     q, k, v = normal(np.float64, (2, 3, 5, 4), (2, 3, 7, 4), (2, 3, 7, 2), seed=79)
     mask = np.random.default_rng(80).random((5, 7)) > 0.3
     mask[:, 0] = True
@@ -328,6 +327,11 @@ def sdpa_torch_check(function: Any) -> Report:
     return Report(title=f"{function.__module__}.scaled_dot_product_attention against torch", rows=[row],
                   method=f"torch {torch.__version__}, float64", dtype="float64", atol=atol, rtol=rtol,
                   labels=("numpy", "torch"))
+
+
+def own_check_entry(name: str, check: Any) -> Entry:
+    """An entry whose check is ``check(dtype, fast)`` alone (a Report), with no finite differences of its own."""
+    return Entry(name, lambda dtype: TierTarget((), own_check=functools.partial(check, dtype)))
 
 
 def sdpa_entry(label: str, pair: Any) -> Entry:
@@ -345,29 +349,23 @@ ENTRIES: list[Entry] = [
     Entry("edges/cross_entropy/all-ignored-sum", functools.partial(cross_entropy_edge, kept=0, reduction="sum")),
     Entry("edges/cross_entropy/all-ignored-mean", all_ignored_mean),
     Entry("edges/cross_entropy/one-class", functools.partial(cross_entropy_edge, kept=4, classes=1)),
-    Entry("edges/cross_entropy/number-dout",
-          lambda dt: TierTarget((), own_check=functools.partial(number_dout_check, dt))),
+    own_check_entry("edges/cross_entropy/number-dout", number_dout_check),
     Entry("edges/embedding/padding-idx-0", functools.partial(padding_idx_edge, padding_idx=0)),
     Entry("edges/embedding/padding-idx-negative", functools.partial(padding_idx_edge, padding_idx=-1)),
     Entry("edges/append_keys/bias", functools.partial(append_keys_target, add_zero=False)),
     Entry("edges/append_keys/bias-zero", functools.partial(append_keys_target, add_zero=True)),
-    Entry("edges/erf/every-branch", lambda dt: TierTarget((), own_check=functools.partial(erf_tails_check, dt))),
-    Entry("edges/gelu/tails", lambda dt: TierTarget((), own_check=functools.partial(gelu_tails_check, dt))),
-    Entry("edges/gelu/kernel-pieces", lambda dt: TierTarget((), own_check=functools.partial(gelu_kernel_check, dt))),
-    Entry("edges/kernels/recycled-weights", lambda dt: TierTarget((), own_check=functools.partial(
-        recycled_weights_check, dt))),
-    Entry("edges/kernels/flash-parallel", lambda dt: TierTarget((), own_check=functools.partial(
-        flash_parallel_check, dt))),
-    Entry("edges/kernels/dense-large-weights", lambda dt: TierTarget((), own_check=functools.partial(
-        large_weights_check, dt))),
-    Entry("edges/kernels/linear-parallel", lambda dt: TierTarget((), own_check=functools.partial(
-        linear_parallel_check, dt))),
+    own_check_entry("edges/erf/every-branch", erf_tails_check),
+    own_check_entry("edges/gelu/tails", gelu_tails_check),
+    own_check_entry("edges/gelu/kernel-pieces", gelu_kernel_check),
+    own_check_entry("edges/kernels/recycled-weights", recycled_weights_check),
+    own_check_entry("edges/kernels/flash-parallel", flash_parallel_check),
+    own_check_entry("edges/kernels/dense-large-weights", large_weights_check),
+    own_check_entry("edges/kernels/linear-parallel", linear_parallel_check),
     Entry("edges/kernels/dense-row-longer-than-a-tile", lambda dt: as_tier(
         attention_target(dt, (1, 2, 3, 4), (1, 2, 5, 4), (1, 2, 5, 3), is_causal=True),
         context=functools.partial(tile_limits, bytes=1))),  # a row of scores exceeds the tile budget: 1-row tiles
     Entry("edges/sinks/scores-1000", sink_softmax_large),
-    Entry("edges/sinks/no-head-axis", lambda dt: TierTarget((), own_check=functools.partial(
-        sink_without_heads_check, dt))),
+    own_check_entry("edges/sinks/no-head-axis", sink_without_heads_check),
     Entry("edges/score_mod/alibi-float32", float32_score_mod),
     *[Entry(f"edges/attention/{impl}/alibi-float32", functools.partial(float32_alibi, impl=impl))
       for impl in MODERN_IMPLS],
@@ -400,17 +398,3 @@ ENTRIES: list[Entry] = [
     sdpa_entry("kernels", kernels),
 ]
 
-
-def directional(build: Any) -> Any:
-    """The entry's finite differences along random directions (its torch comparison still checks every element)."""
-    def build_directional(dtype: np.dtype) -> Target:
-        target = build(dtype)
-        target.fast = True
-        return target
-
-    return build_directional
-
-
-# The attention edges are about shapes and paths, which the torch comparison sees element by element.
-ENTRIES = [Entry(entry.name, directional(entry.build)) if entry.name.startswith("edges/attention/") else entry
-           for entry in ENTRIES]
