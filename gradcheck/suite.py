@@ -279,23 +279,24 @@ def _torch_functional() -> Any:
     return require_torch().nn.functional
 
 
-def layer_norm_target(dtype: np.dtype, shape: tuple, weight: bool = True, bias: bool = True) -> Target:
+def layer_norm_target(dtype: np.dtype, shape: tuple, weight: bool = True, bias: bool = True, pair: Any = F) -> Target:
+    """The layer-norm pair of ``pair`` (the textbook ``functional`` or the ``kernels``) on seeded rows."""
     x, w, b = normal(dtype, shape, shape[-1:], shape[-1:], seed=14)
     x = (3 * x + 1).astype(dtype)  # rows with a mean and a spread to remove
     if weight and bias:
-        return Target((x, w, b), F.layer_norm_forward, F.layer_norm_backward,
+        return Target((x, w, b), pair.layer_norm_forward, pair.layer_norm_backward,
                       torch_forward=lambda x, w, b: _torch_functional().layer_norm(x, x.shape[-1:], w, b, 1e-5))
     if weight:
-        return Target((x, w), lambda x, w: F.layer_norm_forward(x, w), F.layer_norm_backward,
+        return Target((x, w), lambda x, w: pair.layer_norm_forward(x, w), pair.layer_norm_backward,
                       torch_forward=lambda x, w: _torch_functional().layer_norm(x, x.shape[-1:], w, None, 1e-5))
-    return Target((x,), F.layer_norm_forward, lambda d, c: F.layer_norm_backward(d, c)[0],
+    return Target((x,), pair.layer_norm_forward, lambda d, c: pair.layer_norm_backward(d, c)[0],
                   torch_forward=lambda x: _torch_functional().layer_norm(x, x.shape[-1:], None, None, 1e-5))
 
 
-def gelu_target(dtype: np.dtype, approximate: str) -> Target:
+def gelu_target(dtype: np.dtype, approximate: str, pair: Any = F) -> Target:
     (x,) = normal(dtype, (3, 7), seed=15)
     x = (3 * x).astype(dtype)
-    return Target((x,), functools.partial(F.gelu_forward, approximate=approximate), F.gelu_backward,
+    return Target((x,), functools.partial(pair.gelu_forward, approximate=approximate), pair.gelu_backward,
                   torch_forward=lambda x: _torch_functional().gelu(x, approximate=approximate))
 
 

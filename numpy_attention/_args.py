@@ -145,3 +145,27 @@ def check_linear_args(
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"bias must have shape ({weight.shape[0]},); got {bias.shape}")
     return x, weight, bias
+
+
+def check_layer_norm_args(
+    x: Any, weight: Any, bias: Any, eps: Any
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, float]:
+    """Validate x (..., D), weight and bias (D,) or None, of x's dtype, and eps >= 0."""
+    x = as_float_array(x, "x")
+    if x.ndim == 0:
+        raise ValueError("x must have a feature axis to normalize; got a scalar")
+    eps = check_real(eps, "eps")
+    if eps < 0:
+        raise ValueError(f"eps must be >= 0; got {eps!r}")
+    arrays, names = [x], ["x"]
+    for name, value in (("weight", weight), ("bias", bias)):
+        if value is not None:
+            value = as_float_array(value, name)
+            if value.shape != x.shape[-1:]:
+                raise ValueError(f"{name} must have shape ({x.shape[-1]},) (x's last axis); got {value.shape}")
+            arrays.append(value)
+            names.append(name)
+    same_dtype(arrays, names)
+    weight = arrays[names.index("weight")] if weight is not None else None
+    bias = arrays[names.index("bias")] if bias is not None else None
+    return x, weight, bias, eps

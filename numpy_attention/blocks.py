@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from . import functional as F
 from . import kernels
 from .functional.gelu import APPROXIMATIONS
 from .module import Module, check_float_dtype
@@ -64,11 +63,11 @@ class LayerNorm(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = as_float_array(x, "x", dtype=self.dtype)
-        out, self._cache = F.layer_norm_forward(x, self.params.get("weight"), self.params.get("bias"), self.eps)
+        out, self._cache = kernels.layer_norm_forward(x, self.params.get("weight"), self.params.get("bias"), self.eps)
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        dx, dweight, dbias = F.layer_norm_backward(dout, self.saved_cache())
+        dx, dweight, dbias = kernels.layer_norm_backward(dout, self.saved_cache())
         if dweight is not None:
             self.accumulate("weight", dweight)
         if dbias is not None:

@@ -142,18 +142,18 @@ def test_a_query_offset_ignored_on_the_plain_causal_path_fails_the_causal_offset
     assert failing([e for e in ENTRIES if e.name in caught]) == caught
 
 
-@pytest.mark.parametrize("line, wrong", [
-    ("return [slice(start, min(start + step, size)) for start in range(0, size, step)] or [slice(0, 0)]",
-     "return [slice(start, min(step, size)) for start in range(0, size, step)] or [slice(0, 0)]"),
-    ("step = -(-size // max(1, count) // PIECE_ALIGN) * PIECE_ALIGN or size or 1",
-     "step = -(-size // max(1, count) // PIECE_ALIGN) * PIECE_ALIGN or size or 0"),
-])
-def test_wrong_gelu_pieces_fail_the_kernel_entry(monkeypatch, line, wrong):
-    from numpy_attention.kernels import gelu
+@pytest.mark.parametrize("kernel", ["gelu", "layer_norm"])
+def test_pieces_that_miss_elements_fail_the_kernel_piece_entries(monkeypatch, kernel):
+    from gradcheck.tiers import tiles
 
-    monkeypatch.setattr(gelu, "pieces", planted(gelu.pieces, (line, wrong)))
-    assert failing(named(edges.ENTRIES, "edges/gelu/")) == ["edges/gelu/kernel-pieces"]
-    assert failing(named(ENTRIES, "gelu/")) == []
+    module = importlib.import_module(f"numpy_attention.kernels.{kernel}")
+    monkeypatch.setattr(module, "pieces", planted(module.pieces, (
+        "return [slice(start, min(start + step, count)) for start in range(0, count, step)] or [slice(0, 0)]",
+        "return [slice(start, min(step, count)) for start in range(0, count, step)] or [slice(0, 0)]")))
+    small = [e.name for e in tiles.ENTRIES if e.name.startswith(f"tiles/{kernel}/")]
+    checked = [e for e in tiles.ENTRIES if e.name in small or e.name.startswith("tiles/kernels/")]
+    assert small and failing(checked) == [*small, "tiles/kernels/gelu-layer-norm-full-size"]
+    assert failing(named(ENTRIES, f"{kernel}/")) == []  # one piece: the suite's own entries cannot see it
 
 
 def test_a_buffer_handed_out_while_in_use_fails_the_recycling_entry(monkeypatch):
@@ -217,7 +217,8 @@ def test_flash_kernel_chunks_that_hold_no_head_fail_the_parallel_entry(monkeypat
 
 
 @pytest.mark.parametrize("function, line, wrong, caught", [
-    ("matmul", "step = max(1, -(-split // MAX_WORKERS))", "step = -max(1, -(-split // MAX_WORKERS))",
+    ("matmuls", "step = max(1, -(-(inner if split_inner else rows) // per_product))",
+     "step = -max(1, -(-(inner if split_inner else rows) // per_product))",
      "edges/kernels/linear-parallel"),  # no block at all: an uninitialized result
     ("query_tiles", "rows = max(1, min(num_queries, tile_rows, tile_bytes // max(1, num_keys * itemsize)))",
      "rows = max(0, min(num_queries, tile_rows, tile_bytes // max(1, num_keys * itemsize)))",

@@ -311,11 +311,46 @@ def test_gelu_kernel_equals_the_textbook_pair_bit_for_bit(shape, dtype, approxim
         np.testing.assert_array_equal(got, expected)
 
 
-def test_gelu_kernel_splits_a_large_array_between_the_cores():
-    from numpy_attention.kernels.gelu import PIECE_ALIGN, pieces
-
-    cut = pieces(600_001)
-    assert min(2, schedule.MAX_WORKERS) <= len(cut) <= schedule.MAX_WORKERS
+def test_pieces_cover_the_range_in_cache_sized_slices():
+    cut = schedule.pieces(600_001, 4)
+    step = schedule.PIECE_BYTES // 4
+    assert len(cut) == -(-600_001 // step) >= 2
     assert cut[0].start == 0 and cut[-1].stop == 600_001
-    assert all(a.stop == b.start and a.stop % PIECE_ALIGN == 0 for a, b in zip(cut, cut[1:]))
-    assert pieces(1000) == [slice(0, 1000)] and pieces(0) == [slice(0, 0)]
+    assert all(a.stop == b.start and a.stop - a.start == step for a, b in zip(cut, cut[1:]))
+    assert schedule.pieces(1000, 8) == [slice(0, 1000)] and schedule.pieces(0, 8) == [slice(0, 0)]
+    assert schedule.pieces(3, 2 * schedule.PIECE_BYTES) == [slice(0, 1), slice(1, 2), slice(2, 3)]  # a row each
+    with schedule.tile_limits(bytes=8):
+        assert schedule.pieces(5, 4) == [slice(0, 2), slice(2, 4), slice(4, 5)]
+    assert schedule.pieces(5, 4) == [slice(0, 5)]
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("weight", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(0, 4), (5, 1), (7,), (3, 5, 11), (2, 600, 256), (3, 70_000)])
+def test_layer_norm_kernel_equals_the_textbook_pair(shape, dtype, weight, bias, monkeypatch):
+    """Rows in pieces on two threads ((2, 600, 256) is over the threshold; (3, 70 000) rows longer
+    than a piece): output, cache and dx bit for bit; dweight and dbias, summed piece by piece, to rounding."""
+    monkeypatch.setattr(schedule, "one_thread_blas", lambda: (2, contextlib.nullcontext()))
+    rng = np.random.default_rng(32)
+    x = (3 * rng.standard_normal(shape) + 1).astype(dtype)
+    w = random_like(rng, shape[-1:], dtype) if weight else None
+    b = random_like(rng, shape[-1:], dtype) if bias else None
+    dout = random_like(rng, shape, dtype)
+    x_before = x.copy()
+    out, cache = kernels.layer_norm_forward(x, w, b)
+    expected, textbook = functional.layer_norm_forward(x, w, b)
+    got, want = kernels.layer_norm_backward(dout, cache), functional.layer_norm_backward(dout, textbook)
+    np.testing.assert_array_equal(x, x_before)
+    assert not np.shares_memory(out, cache.x_hat)
+    for a, e in ((out, expected), (cache.x_hat, textbook.x_hat), (cache.rstd, textbook.rstd), (got[0], want[0])):
+        assert a.dtype == e.dtype == dtype and a.shape == e.shape
+        np.testing.assert_array_equal(a, e)
+    for a, e in zip(got[1:], want[1:]):
+        assert (a is None) == (e is None)
+        if a is not None:
+            assert a.dtype == e.dtype == dtype and a.shape == e.shape == shape[-1:]
+            # Both sum the same rows in another order: the difference is rounding, relative to the sum of |terms|.
+            terms = np.abs(dout * textbook.x_hat).reshape(-1, shape[-1]).sum(axis=0) + np.abs(dout).reshape(
+                -1, shape[-1]).sum(axis=0)
+            assert np.all(np.abs(a.astype(np.float64) - e) <= 4 * np.finfo(dtype).eps * terms.astype(np.float64))

@@ -5,7 +5,6 @@
 * an embedding whose ``padding_idx`` is 0 (falsy) or negative (counted from the end, as torch counts it);
 * the appended keys (``bias_k`` and ``add_zero_attn``) as a pair of their own;
 * erf, erfc and the exact GELU in their tails, relative to each value, against Python's math module;
-  the GELU kernel bit for bit against the textbook pair, empty and in a piece per core;
 * the options on (L, E) and (H, L, E) inputs and on inputs with two batch axes, and zero heads, in every
   implementation;
 * masks that broadcast along rows or keys ((T,), (1, T), (B, 1, L, 1)) in small tiles, in every implementation;
@@ -34,7 +33,7 @@ from numpy_attention import functional as F
 from numpy_attention import kernels
 from numpy_attention.functional import heads
 from numpy_attention.functional.erf import erf, erfc
-from numpy_attention.kernels.schedule import PARALLEL_MIN_SCORES, tile_limits
+from numpy_attention.kernels.schedule import tile_limits
 
 from .. import torch_ops
 from ..reference import REFERENCE_TOLERANCES, require_torch
@@ -126,22 +125,6 @@ def append_keys_target(dtype: np.dtype, add_zero: bool) -> Target:
     forward = functools.partial(heads.append_keys_forward, add_zero=add_zero)
     return Target((x, bias), forward, heads.append_keys_backward,
                   torch_forward=functools.partial(torch_append_keys, add_zero=add_zero))
-
-
-def gelu_kernel_check(dtype: np.dtype, fast: bool) -> Report:
-    """The GELU kernel equals the textbook pair bit for bit: empty, small, and large enough for a piece per core."""
-    rng = np.random.default_rng(84)
-    rows = []
-    for size in (0, 1000, PARALLEL_MIN_SCORES + 12345):
-        x, dout = 3 * rng.standard_normal(size), rng.standard_normal(size)
-        for approximate in ("none", "tanh"):
-            out, cache = kernels.gelu_forward(x, approximate)
-            expected, textbook_cache = F.gelu_forward(x, approximate)
-            rows += agreement_rows(f"{size} elements, {approximate}", ("output", "dx"),
-                                   (out, kernels.gelu_backward(dout, cache)),
-                                   (expected, F.gelu_backward(dout, textbook_cache)), EXACT, 0.0)
-    return Report(title="kernels.gelu_forward/backward against the textbook pair", rows=rows,
-                  method="bit for bit", dtype="float64", atol=EXACT, rtol=0.0, labels=("kernel", "textbook"))
 
 
 def recycled_weights_check(dtype: np.dtype, fast: bool) -> Report:
@@ -356,7 +339,6 @@ ENTRIES: list[Entry] = [
     Entry("edges/append_keys/bias-zero", functools.partial(append_keys_target, add_zero=True)),
     own_check_entry("edges/erf/every-branch", erf_tails_check),
     own_check_entry("edges/gelu/tails", gelu_tails_check),
-    own_check_entry("edges/gelu/kernel-pieces", gelu_kernel_check),
     own_check_entry("edges/kernels/recycled-weights", recycled_weights_check),
     own_check_entry("edges/kernels/flash-parallel", flash_parallel_check),
     own_check_entry("edges/kernels/dense-large-weights", large_weights_check),

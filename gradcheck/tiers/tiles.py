@@ -1,5 +1,9 @@
 """Entries whose sizes span several tiles in every implementation, causal ones with small blocks.
 
+The GELU and layer-norm kernels take their arrays in pieces: under ``tile_limits`` small
+inputs span several (finite differences and torch), and at full size the kernels, a piece
+per core, equal the textbook pairs (bit for bit, but for layer norm's sums over rows).
+
 The tiled pairs get ``block_size`` as an argument; the dense kernel and the modules
 run inside :func:`numpy_attention.kernels.schedule.tile_limits`, which caps the dense
 kernel's query tiles and the flash kernel's default blocks. L and T are chosen so
@@ -15,10 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from numpy_attention.kernels.schedule import tile_limits
+from numpy_attention import functional as F
+from numpy_attention import kernels
+from numpy_attention.kernels.schedule import PARALLEL_MIN_SCORES, PIECE_BYTES, tile_limits
 
+from ..report import Report
+from ..suite import gelu_target, layer_norm_target
 from ..targets import Entry, attention_target, mha_target, sdpa_module_target
 from .common import as_tier
+from .edges import EXACT, agreement_rows, own_check_entry
 
 TILE_ROWS = 2  # the dense kernel's query tiles (and the flash kernel's default blocks) under tile_limits
 
@@ -79,3 +88,55 @@ def _sdpa_square(dtype: np.dtype, impl: str) -> Any:
 TILE_IMPLS = ("dense", "flash", "textbook", "textbook-flash")
 ENTRIES: list[Entry] = [entry for impl in TILE_IMPLS for entry in tile_entries(impl)]
 ENTRIES += [entry for impl in ("dense", "flash") for entry in tile_module_entries(impl)]
+
+
+def in_pieces(target: Any, piece_bytes: int) -> Any:
+    """Under tile_limits(bytes=piece_bytes): the GELU and layer-norm kernels take a few elements or rows at a time."""
+    return as_tier(target, context=functools.partial(tile_limits, bytes=piece_bytes))
+
+
+def kernels_at_full_size_check(dtype: np.dtype, fast: bool) -> Report:
+    """The GELU and layer-norm kernels against their textbook pairs, empty, small and a piece per core.
+
+    Elementwise or row by row, so bit for bit; but layer norm's ``dweight`` and ``dbias``,
+    whose sums over rows the kernel takes piece by piece (to float64 rounding).
+    """
+    rng = np.random.default_rng(84)
+    rows = []
+    for size in (0, 1000, PARALLEL_MIN_SCORES + 12345):
+        x, dout = 3 * rng.standard_normal(size), rng.standard_normal(size)
+        for approximate in ("none", "tanh"):
+            out, cache = kernels.gelu_forward(x, approximate)
+            expected, textbook_cache = F.gelu_forward(x, approximate)
+            rows += agreement_rows(f"gelu, {size} elements, {approximate}", ("output", "dx"),
+                                   (out, kernels.gelu_backward(dout, cache)),
+                                   (expected, F.gelu_backward(dout, textbook_cache)), EXACT, 0.0)
+    # No rows; a few; many rows in many pieces; one row longer than a piece (a piece per row).
+    for shape in ((0, 7), (3, 5), (PARALLEL_MIN_SCORES // 64 + 37, 64), (3, PIECE_BYTES // 8 + 5)):
+        x, dout = 3 * rng.standard_normal(shape) + 1, rng.standard_normal(shape)
+        weight, bias = rng.standard_normal((2, shape[-1]))
+        out, cache = kernels.layer_norm_forward(x, weight, bias)
+        expected, textbook_cache = F.layer_norm_forward(x, weight, bias)
+        label = f"layer_norm, {shape[0]} x {shape[1]}"
+        (dx, dweight, dbias), (tx, tweight, tbias) = (kernels.layer_norm_backward(dout, cache),
+                                                      F.layer_norm_backward(dout, textbook_cache))
+        rows += agreement_rows(label, ("output", "x_hat", "rstd", "dx"),
+                               (out, cache.x_hat, cache.rstd, dx),
+                               (expected, textbook_cache.x_hat, textbook_cache.rstd, tx), EXACT, 0.0)
+        rows += agreement_rows(label, ("dweight", "dbias"), (dweight, dbias), (tweight, tbias), 1e-12, 1e-12)
+    return Report(title="kernels.gelu and kernels.layer_norm against the textbook pairs at full size", rows=rows,
+                  method="bit for bit (sums over rows: to 1e-12)", dtype="float64", atol=EXACT, rtol=0.0,
+                  labels=("kernel", "textbook"))
+
+
+# Rows of 5 float64 features (40 bytes): 48 bytes make one row a piece, 96 two. GELU: 3 elements a piece.
+ENTRIES += [
+    Entry("tiles/layer_norm/kernel-pieces", lambda dt: in_pieces(layer_norm_target(dt, (2, 3, 5), pair=kernels), 96)),
+    Entry("tiles/layer_norm/kernel-no-bias", lambda dt: in_pieces(
+        layer_norm_target(dt, (7, 5), bias=False, pair=kernels), 48)),
+    Entry("tiles/layer_norm/kernel-no-affine", lambda dt: in_pieces(
+        layer_norm_target(dt, (4, 5), weight=False, bias=False, pair=kernels), 96)),
+    *[Entry(f"tiles/gelu/kernel-pieces-{approximate}", lambda dt, approximate=approximate: in_pieces(
+        gelu_target(dt, approximate, pair=kernels), 24)) for approximate in ("none", "tanh")],
+    own_check_entry("tiles/kernels/gelu-layer-norm-full-size", kernels_at_full_size_check),
+]

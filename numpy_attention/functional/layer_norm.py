@@ -9,7 +9,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..validation import as_float_array, check_cache, check_dout, check_real, same_dtype
+from .._args import check_layer_norm_args
+from ..validation import check_cache, check_dout
 
 
 class LayerNormCache(NamedTuple):
@@ -45,23 +46,7 @@ def layer_norm_forward(
     out : ndarray (..., D)
     cache : LayerNormCache
     """
-    x = as_float_array(x, "x")
-    if x.ndim == 0:
-        raise ValueError("x must have a feature axis to normalize; got a scalar")
-    eps = check_real(eps, "eps")
-    if eps < 0:
-        raise ValueError(f"eps must be >= 0; got {eps!r}")
-    arrays, names = [x], ["x"]
-    for name, value in (("weight", weight), ("bias", bias)):
-        if value is not None:
-            value = as_float_array(value, name)
-            if value.shape != x.shape[-1:]:
-                raise ValueError(f"{name} must have shape ({x.shape[-1]},) (x's last axis); got {value.shape}")
-            arrays.append(value)
-            names.append(name)
-    same_dtype(arrays, names)
-    weight = arrays[names.index("weight")] if weight is not None else None
-    bias = arrays[names.index("bias")] if bias is not None else None
+    x, weight, bias, eps = check_layer_norm_args(x, weight, bias, eps)
     mu = x.mean(axis=-1, keepdims=True)
     x_c = x - mu
     var = (x_c * x_c).mean(axis=-1, keepdims=True)

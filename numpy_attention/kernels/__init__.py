@@ -8,6 +8,7 @@ proves it on the shared case grid, block sizes from 1 up)::
     flash_attention_forward / flash_attention_backward   tiled: memory linear in L and T
     linear_forward / linear_backward                     large products split between the cores
     gelu_forward / gelu_backward                         the elements split between the cores
+    layer_norm_forward / layer_norm_backward             the rows split between the cores
 
 The modules and :func:`numpy_attention.scaled_dot_product_attention` run these by
 default. How the work is cut into tiles, chunks of heads and threads lives in one
@@ -22,6 +23,7 @@ import numpy as np
 from .dense import AttentionCache, attention_backward, attention_forward
 from .flash import FlashAttentionCache, flash_attention_backward, flash_attention_forward
 from .gelu import gelu_backward, gelu_forward
+from .layer_norm import layer_norm_backward, layer_norm_forward
 from .linear import linear_backward, linear_forward
 
 
@@ -55,6 +57,8 @@ __all__ = [
     "flash_attention_forward",
     "gelu_backward",
     "gelu_forward",
+    "layer_norm_backward",
+    "layer_norm_forward",
     "linear_backward",
     "linear_forward",
     "scaled_dot_product_attention",

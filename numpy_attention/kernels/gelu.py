@@ -2,7 +2,7 @@
 
 The GELU is elementwise, so running the textbook pair on consecutive pieces of
 the flattened array gives the same numbers, bit for bit (tests/test_kernels.py),
-and NumPy's ufuncs release the GIL: each piece runs on a core of its own. Same
+and NumPy's ufuncs release the GIL: the cores run pieces side by side. Same
 arguments, results and cache (:class:`~numpy_attention.functional.gelu.GeluCache`)
 as the textbook pair.
 """
@@ -14,17 +14,7 @@ import numpy as np
 from ..functional import gelu as textbook
 from ..functional.gelu import GeluCache
 from ..validation import as_float_array, check_cache, check_choice, check_dout
-from .schedule import MAX_WORKERS, PARALLEL_MIN_SCORES, run_chunks
-
-# Pieces start at multiples of this many elements, the textbook erf's chunk: each piece's chunks are whole.
-PIECE_ALIGN = 1 << 16
-
-
-def pieces(size: int) -> list[slice]:
-    """Consecutive slices of range(size), one per core when the array is large, else one."""
-    count = MAX_WORKERS if size >= PARALLEL_MIN_SCORES else 1
-    step = -(-size // max(1, count) // PIECE_ALIGN) * PIECE_ALIGN or size or 1
-    return [slice(start, min(start + step, size)) for start in range(0, size, step)] or [slice(0, 0)]
+from .schedule import PARALLEL_MIN_SCORES, pieces, run_chunks
 
 
 def gelu_forward(x: np.ndarray, approximate: str = "none") -> tuple[np.ndarray, GeluCache]:
@@ -40,7 +30,7 @@ def gelu_forward(x: np.ndarray, approximate: str = "none") -> tuple[np.ndarray, 
         if cdf is not None:
             cdf[piece] = cache.cdf
 
-    run_chunks(run, pieces(flat.size), parallel=flat.size >= PARALLEL_MIN_SCORES)
+    run_chunks(run, pieces(flat.size, flat.itemsize), parallel=flat.size >= PARALLEL_MIN_SCORES)
     return out.reshape(x.shape), GeluCache(x, approximate, None if cdf is None else cdf.reshape(x.shape))
 
 
@@ -61,5 +51,5 @@ def gelu_backward(dout: np.ndarray, cache: GeluCache) -> np.ndarray:
         dx[piece] = textbook.gelu_backward(
             dout[piece], GeluCache(x[piece], cache.approximate, None if cdf is None else cdf[piece]))
 
-    run_chunks(run, pieces(x.size), parallel=x.size >= PARALLEL_MIN_SCORES)
+    run_chunks(run, pieces(x.size, x.itemsize), parallel=x.size >= PARALLEL_MIN_SCORES)
     return dx.reshape(cache.x.shape)

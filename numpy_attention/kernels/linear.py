@@ -15,7 +15,7 @@ import numpy as np
 from .._args import check_linear_args
 from ..functional.linear import LinearCache
 from ..validation import check_cache, check_dout
-from .schedule import matmul
+from .schedule import matmul, matmuls
 
 
 def linear_forward(
@@ -46,7 +46,7 @@ def linear_backward(
     dout = check_dout(dout, x.shape[:-1] + (weight.shape[0],), x.dtype)
     rows = math.prod(x.shape[:-1])
     rows_out = dout.reshape(rows, weight.shape[0])
-    dx = matmul(rows_out, weight).reshape(x.shape)
-    dweight = matmul(rows_out.T, x.reshape(rows, weight.shape[1]))
+    dx, dweight = matmuls([(rows_out, weight), (rows_out.T, x.reshape(rows, weight.shape[1]))])
+    dx = dx.reshape(x.shape)
     dbias = rows_out.sum(axis=0) if cache.has_bias else None
     return dx, dweight, dbias

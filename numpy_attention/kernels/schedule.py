@@ -52,6 +52,7 @@ def tile_limits(rows: int | None = None, bytes: int | None = None) -> Iterator[N
     (and chunks of heads), so a tile-boundary bug shows on a few numbers. The
     results do not depend on the tile sizes (up to rounding); only the speed does.
     The caps can only lower ``TILE_ROWS`` / ``TILE_BYTES`` (and ``CAUSAL_TILE_ROWS``).
+    ``bytes`` also caps the pieces of the GELU and layer-norm kernels (:func:`pieces`).
     ``rows`` also caps both sides of the flash kernel's default ``block_size``
     (a ``block_size`` passed to it is used as given), so that the modules, which
     cannot pass one, run small tiles too.
@@ -147,13 +148,55 @@ def run_chunks(task: Callable[[Any], None], chunks: list, parallel: bool) -> Non
             task(chunk)
         return
     try:
-        with cap, ThreadPoolExecutor(workers) as pool:
-            # Each task runs in a copy of the caller's context, so that tile_limits reaches the workers.
-            futures = [pool.submit(contextvars.copy_context().run, task, chunk) for chunk in chunks]
-            for future in futures:
-                future.result()  # re-raises a task's exception here
+        with cap:
+            pending = iter(list(chunks))  # shared: each next() hands one chunk to one thread
+
+            def drain() -> None:
+                for chunk in pending:
+                    task(chunk)
+
+            # The caller drains too, beside workers - 1 helpers, each in a copy of the caller's
+            # context, so that tile_limits reaches them.
+            pool = _thread_pool(workers - 1)
+            helpers = [pool.submit(contextvars.copy_context().run, drain) for _ in range(workers - 1)]
+            try:
+                drain()
+            finally:
+                for helper in helpers:
+                    helper.result()  # waits, and re-raises a helper's exception here
     finally:
         _parallel_lock.release()
+
+
+# (process id, workers, pool): the threads outlive a call, since starting them costs more than a
+# small product takes. A forked child has none of its parent's threads, so it starts its own pool.
+_pool: tuple[int, int, ThreadPoolExecutor] | None = None
+
+
+def _thread_pool(workers: int) -> ThreadPoolExecutor:
+    """The process's pool of ``workers`` threads (called under ``_parallel_lock``)."""
+    global _pool
+    if _pool is None or _pool[:2] != (os.getpid(), workers):
+        if _pool is not None and _pool[0] == os.getpid():
+            _pool[2].shutdown(wait=False)
+        _pool = (os.getpid(), workers, ThreadPoolExecutor(workers, thread_name_prefix="numpy_attention"))
+    return _pool[2]
+
+
+# The elementwise and row-wise kernels (GELU, layer norm) take their arrays this many bytes at a
+# time: a piece's passes stay in a core's 2 MiB L2 cache, and a core takes the next piece when it
+# is done with one, so that neither waits for the other. The textbook erf's chunk is as large.
+PIECE_BYTES = 1 << 19
+
+
+def pieces(count: int, item_bytes: int) -> list[slice]:
+    """Consecutive slices of range(count), PIECE_BYTES of items each (at least one; the last may be shorter).
+
+    An enclosing :func:`tile_limits` with ``bytes`` lowers PIECE_BYTES (small inputs in several pieces).
+    """
+    piece_bytes = min(PIECE_BYTES, _tile_limits.get()[1] or PIECE_BYTES)
+    step = max(1, piece_bytes // max(1, item_bytes))
+    return [slice(start, min(start + step, count)) for start in range(0, count, step)] or [slice(0, 0)]
 
 
 # Products of at least this many multiply-adds share their rows between the cores.
@@ -167,24 +210,39 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     while after each call (OpenBLAS: about 0.1 s), in the time the attention runs
     its heads on threads of its own (one-thread BLAS each): both then compete for
     the same cores. Splitting the product here keeps all the work on one set of
-    threads. The rows of the result are split; or, when the inner dimension is the
-    longest (the weight gradient dY^T X sums over every batch row), the inner
-    dimension, each core summing its share before the shares are added.
+    threads. See :func:`matmuls` for how it is split.
     """
-    rows, inner = a.shape
-    cols = b.shape[1]
-    if rows * inner * cols < PARALLEL_MIN_PRODUCT:
-        return a @ b
-    split = inner if inner > rows else rows
-    step = max(1, -(-split // MAX_WORKERS))
-    blocks = [slice(start, min(start + step, split)) for start in range(0, split, step)]
-    if inner > rows and len(blocks) > 1:
-        shares = np.empty((len(blocks), rows, cols), dtype=np.result_type(a, b))
-        run_chunks(lambda i: np.matmul(a[:, blocks[i]], b[blocks[i]], out=shares[i]), range(len(blocks)), True)
-        return shares.sum(axis=0)
-    out = np.empty((rows, cols), dtype=np.result_type(a, b))
-    run_chunks(lambda block: np.matmul(a[block], b, out=out[block]), blocks, True)
-    return out
+    return matmuls([(a, b)])[0]
+
+
+def matmuls(products: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+    """``[a @ b for a, b in products]`` for 2-D arrays, all at once: their blocks share the cores.
+
+    Independent products (a linear layer's dx and dW) run side by side, each cut into
+    as few blocks as leave one per core, since a longer product runs BLAS faster. A
+    product's rows are split; or, when its inner dimension is the longest (the weight
+    gradient dY^T X sums over every batch row), that dimension, each block summing its
+    share before the shares are added.
+    """
+    if sum(a.shape[0] * a.shape[1] * b.shape[1] for a, b in products) < PARALLEL_MIN_PRODUCT:
+        return [a @ b for a, b in products]
+    per_product = max(1, -(-MAX_WORKERS // len(products)))
+    tasks, results = [], []
+    for a, b in products:
+        rows, inner = a.shape
+        split_inner = inner > rows
+        step = max(1, -(-(inner if split_inner else rows) // per_product))
+        blocks = [slice(start, min(start + step, inner if split_inner else rows))
+                  for start in range(0, inner if split_inner else rows, step)]
+        if split_inner and len(blocks) > 1:
+            out = np.empty((len(blocks), rows, b.shape[1]), dtype=np.result_type(a, b))
+            tasks += [(a[:, block], b[block], out[i]) for i, block in enumerate(blocks)]
+        else:
+            out = np.empty((rows, b.shape[1]), dtype=np.result_type(a, b))
+            tasks += [(a[block], b, out[block]) for block in blocks]
+        results.append(out)
+    run_chunks(lambda task: np.matmul(task[0], task[1], out=task[2]), tasks, True)
+    return [out.sum(axis=0) if out.ndim == 3 else out for out in results]
 
 
 def attention_chunks(batch: tuple, heads: tuple, tiles: list, num_keys: int, itemsize: int) -> list[tuple]:

@@ -36,6 +36,8 @@ from ..kernels import (
     attention_forward,
     gelu_backward,
     gelu_forward,
+    layer_norm_backward,
+    layer_norm_forward,
     linear_backward,
     linear_forward,
 )
@@ -88,7 +90,7 @@ def norm(x: np.ndarray, params: dict, name: str, arch: Arch) -> tuple[np.ndarray
     """LayerNorm (weight, optional bias) or RMSNorm (weight), eps 1e-5, over the last axis."""
     if arch.norm == "rms":
         return F.rms_norm_forward(x, params[name + ".weight"], arch.eps)
-    return F.layer_norm_forward(x, params[name + ".weight"], params.get(name + ".bias"), arch.eps)
+    return layer_norm_forward(x, params[name + ".weight"], params.get(name + ".bias"), arch.eps)
 
 
 def norm_grad(dout: np.ndarray, cache: Any, grads: dict, name: str) -> np.ndarray:
@@ -96,7 +98,7 @@ def norm_grad(dout: np.ndarray, cache: Any, grads: dict, name: str) -> np.ndarra
         dx, dweight = F.rms_norm_backward(dout, cache)
         dbias = None
     else:
-        dx, dweight, dbias = F.layer_norm_backward(dout, cache)
+        dx, dweight, dbias = layer_norm_backward(dout, cache)
     accumulate(grads, name + ".weight", dweight)
     accumulate(grads, name + ".bias", dbias)
     return dx
