@@ -217,8 +217,7 @@ def test_flash_kernel_chunks_that_hold_no_head_fail_the_parallel_entry(monkeypat
 
 
 @pytest.mark.parametrize("function, line, wrong, caught", [
-    ("matmuls", "step = max(1, -(-(inner if split_inner else rows) // per_product))",
-     "step = -max(1, -(-(inner if split_inner else rows) // per_product))",
+    ("matmuls", "step = max(1, -(-split // per_product))", "step = -max(1, -(-split // per_product))",
      "edges/kernels/linear-parallel"),  # no block at all: an uninitialized result
     ("query_tiles", "rows = max(1, min(num_queries, tile_rows, tile_bytes // max(1, num_keys * itemsize)))",
      "rows = max(0, min(num_queries, tile_rows, tile_bytes // max(1, num_keys * itemsize)))",

@@ -89,10 +89,16 @@ def _small(x: np.ndarray) -> np.ndarray:
     return num
 
 
-def _exp_minus_square(y: np.ndarray) -> np.ndarray:
-    """exp(-y^2) without the rounding error of y^2: y = z + (y - z), z a multiple of 1/16."""
+def _split_square(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """y^2 as z^2 + (y - z)(y + z), z = y rounded down to a multiple of 1/16: z^2 is exact."""
     z = np.trunc(y * 16.0) / 16.0
-    return np.exp(-z * z) * np.exp(-(y - z) * (y + z))
+    return z * z, (y - z) * (y + z)
+
+
+def _exp_minus_square(y: np.ndarray) -> np.ndarray:
+    """exp(-y^2) without the rounding error of y^2: exp(-z^2) exp(-(y - z)(y + z))."""
+    exact, rest = _split_square(y)
+    return np.exp(-exact) * np.exp(-rest)
 
 
 def _middle(y: np.ndarray) -> np.ndarray:
@@ -137,10 +143,10 @@ def _erfc32_of_abs(y: np.ndarray) -> np.ndarray:
     for c in E32[1:]:
         e *= t
         e += c
-    z = np.trunc(y * 16.0) / 16.0
-    e -= (y - z) * (y + z)
+    exact, rest = _split_square(y)
+    e -= rest
     with np.errstate(under="ignore"):  # exp(-z^2) underflows to 0 in the far tail: that is the answer
-        return t * np.exp(-z * z) * np.exp(e)
+        return t * np.exp(-exact) * np.exp(e)
 
 
 def _by_chunks(function, x: np.ndarray) -> np.ndarray:

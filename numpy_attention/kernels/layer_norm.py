@@ -60,12 +60,13 @@ def layer_norm_backward(
     rstd = cache.rstd.reshape(count, 1)
     dx = np.empty_like(rows_out)
     cut = pieces(count, features * dout.itemsize)
-    shares: list[tuple] = [(None, None)] * len(cut)
+    shares: list[tuple] = [()] * len(cut)  # (dweight, dbias) of each piece's rows
 
     def run(index: int) -> None:
         piece = cut[index]
-        dx[piece], *shares[index] = textbook.layer_norm_backward(
+        dx[piece], dweight, dbias = textbook.layer_norm_backward(
             rows_out[piece], LayerNormCache(x_hat[piece], rstd[piece], cache.weight, cache.has_bias))
+        shares[index] = (dweight, dbias)
 
     run_chunks(run, range(len(cut)), parallel=dout.size >= PARALLEL_MIN_SCORES)
     dweight = None if cache.weight is None else sum(share[0] for share in shares)

@@ -194,7 +194,7 @@ def pieces(count: int, item_bytes: int) -> list[slice]:
 
     An enclosing :func:`tile_limits` with ``bytes`` lowers PIECE_BYTES (small inputs in several pieces).
     """
-    piece_bytes = min(PIECE_BYTES, _tile_limits.get()[1] or PIECE_BYTES)
+    piece_bytes = min(PIECE_BYTES, tile_rows_and_bytes()[1])
     step = max(1, piece_bytes // max(1, item_bytes))
     return [slice(start, min(start + step, count)) for start in range(0, count, step)] or [slice(0, 0)]
 
@@ -231,9 +231,9 @@ def matmuls(products: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
     for a, b in products:
         rows, inner = a.shape
         split_inner = inner > rows
-        step = max(1, -(-(inner if split_inner else rows) // per_product))
-        blocks = [slice(start, min(start + step, inner if split_inner else rows))
-                  for start in range(0, inner if split_inner else rows, step)]
+        split = inner if split_inner else rows
+        step = max(1, -(-split // per_product))
+        blocks = [slice(start, min(start + step, split)) for start in range(0, split, step)]
         if split_inner and len(blocks) > 1:
             out = np.empty((len(blocks), rows, b.shape[1]), dtype=np.result_type(a, b))
             tasks += [(a[:, block], b[block], out[i]) for i, block in enumerate(blocks)]
