@@ -111,6 +111,33 @@ def test_gelu_elementwise_accuracy_including_the_negative_tail(approximate):
     assert np.all(relative <= 4 * np.finfo(np.float64).eps * (1 + x[nonzero] ** 2))
 
 
+def test_float32_gelu_and_phi_within_their_condition_of_the_exact_values(rng):
+    # float32's Phi takes one exponential of the unsplit -x^2/2 (erf.py's docstring): in the tail
+    # its error grows as x^2 ulps, the condition that rounding x / sqrt 2 gives the erfc form too.
+    # In the bulk (|x| < 3) it stays within a few ulps.
+    x = np.concatenate([np.linspace(-14.5, 14.5, 100001), rng.standard_normal(50000), 4 * rng.standard_normal(50000),
+                        [-1e-30, 1e-30, -np.finfo(np.float32).tiny]]).astype(np.float32)
+    x64 = x.astype(np.float64)
+    exact_cdf = np.array([0.5 * math.erfc(-t / math.sqrt(2)) for t in x64])
+    eps = np.finfo(np.float32).eps
+    for actual, exact in ((F.normal_cdf(x), exact_cdf), (F.gelu_forward(x)[0], x64 * exact_cdf)):
+        assert actual.dtype == np.float32
+        normal = np.abs(exact) >= np.finfo(np.float32).tiny
+        relative = np.abs(actual[normal] - exact[normal]) / np.abs(exact[normal])
+        assert np.all(relative <= 8 * eps * (1 + x64[normal] ** 2))
+        assert relative[np.abs(x64[normal]) < 3].max() <= 8 * eps
+    np.testing.assert_array_equal(F.normal_cdf(np.array([np.inf, -np.inf, 0.0, -0.0, 1e30, -1e30, -15.0], np.float32)),
+                                  [1.0, 0.0, 0.5, 0.5, 1.0, 0.0, 0.0])
+    assert np.isnan(F.normal_cdf(np.array([np.nan], np.float32))[0])
+
+
+def test_normal_cdf_in_float64_within_its_condition_of_math_erfc(rng):
+    x = np.concatenate([6 * rng.standard_normal(2000), np.linspace(-37, 37, 741)])
+    exact = np.array([0.5 * math.erfc(-t / math.sqrt(2)) for t in x])
+    relative = np.abs(F.normal_cdf(x) - exact) / exact
+    assert np.all(relative <= 4 * np.finfo(np.float64).eps * (1 + x**2))
+
+
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 @pytest.mark.parametrize("scale", [1.0, 4.0])
 def test_gelu_finite_differences(rng, approximate, scale):

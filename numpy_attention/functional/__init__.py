@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from .attention import AttentionCache, attention_backward, attention_forward, scaled_dot_product_attention
 from .embedding import EmbeddingCache, embedding_backward, embedding_forward
-from .erf import erf, erfc
+from .erf import erf, erfc, normal_cdf
 from .flash import FlashAttentionCache, flash_attention_backward, flash_attention_forward
 from .gelu import GeluCache, gelu_backward, gelu_forward
 from .layer_norm import LayerNormCache, layer_norm_backward, layer_norm_forward
@@ -66,6 +66,7 @@ __all__ = [
     "layer_norm_forward",
     "linear_backward",
     "linear_forward",
+    "normal_cdf",
     "rms_norm_backward",
     "rms_norm_forward",
     "rope_backward",

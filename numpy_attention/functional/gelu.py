@@ -11,10 +11,9 @@ from typing import NamedTuple
 import numpy as np
 
 from ..validation import as_float_array, check_cache, check_choice, check_dout
-from .erf import erfc
+from .erf import normal_cdf
 
 APPROXIMATIONS = ("none", "tanh")
-SQRT_HALF = math.sqrt(0.5)
 INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 TANH_BETA = math.sqrt(2.0 / math.pi)
 TANH_KAPPA = 0.044715
@@ -36,9 +35,9 @@ def gelu_forward(x: np.ndarray, approximate: str = "none") -> tuple[np.ndarray, 
         approximate="none":  out = x * Phi(x),  Phi(x) = erfc(-x / sqrt(2)) / 2
         approximate="tanh":  out = x / 2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))
 
-    ``Phi`` is computed from ``erfc`` (see :mod:`numpy_attention.functional.erf`): for
-    large negative x, torch's ``(1 + erf(x / sqrt(2))) / 2`` cancels, and the erfc form
-    keeps full relative accuracy there.
+    ``Phi`` is :func:`~numpy_attention.functional.erf.normal_cdf`, the erfc form: for large
+    negative x, torch's ``(1 + erf(x / sqrt(2))) / 2`` cancels, and the erfc form keeps
+    relative accuracy there (float32 takes one exponential, see that module).
 
     Parameters
     ----------
@@ -56,7 +55,7 @@ def gelu_forward(x: np.ndarray, approximate: str = "none") -> tuple[np.ndarray, 
         with np.errstate(over="ignore"):  # x^3 overflows for huge |x|; tanh(+-inf) = +-1 is the answer
             inner = TANH_BETA * (x + TANH_KAPPA * x * x * x)
         return 0.5 * x * (1.0 + np.tanh(inner)), GeluCache(x, approximate, None)
-    cdf = 0.5 * erfc(-SQRT_HALF * x)
+    cdf = normal_cdf(x)
     return x * cdf, GeluCache(x, approximate, cdf)
 
 
