@@ -354,3 +354,29 @@ def test_layer_norm_kernel_equals_the_textbook_pair(shape, dtype, weight, bias, 
             terms = np.abs(dout * textbook.x_hat).reshape(-1, shape[-1]).sum(axis=0) + np.abs(dout).reshape(
                 -1, shape[-1]).sum(axis=0)
             assert np.all(np.abs(a.astype(np.float64) - e) <= 4 * np.finfo(dtype).eps * terms.astype(np.float64))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("num_embeddings, index_shape, padding_idx", [
+    (65, (8, 256), None), (7, (3, 40), 2), (50, (5,), -1), (1, (4, 3), None), (9, (0,), None), (300, (2, 3, 4), None)])
+def test_embedding_kernel_equals_the_textbook_pair(num_embeddings, index_shape, padding_idx, dtype):
+    """Sorted runs summed by reduceat: the textbook's sums in the same order, to rounding; zero rows where no
+    index points; the padding row zero; inputs untouched."""
+    rng = np.random.default_rng(33)
+    weight = random_like(rng, (num_embeddings, 6), dtype)
+    indices = rng.integers(0, num_embeddings, index_shape)
+    shape = (*index_shape, 6)
+    dout = (rng.standard_normal(shape) * np.where(rng.random(shape) < 0.1, 1e3, 1.0)).astype(dtype)
+    before = (indices.copy(), dout.copy())
+    out, cache = kernels.embedding_forward(indices, weight, padding_idx)
+    expected, textbook = functional.embedding_forward(indices, weight, padding_idx)
+    np.testing.assert_array_equal(out, expected)
+    got, want = kernels.embedding_backward(dout, cache), functional.embedding_backward(dout, textbook)
+    np.testing.assert_array_equal(indices, before[0])
+    np.testing.assert_array_equal(dout, before[1])
+    assert got.dtype == want.dtype == dtype and got.shape == want.shape == (num_embeddings, 6)
+    terms = np.zeros((num_embeddings, 6))
+    np.add.at(terms, indices.reshape(-1), np.abs(dout.reshape(-1, 6)).astype(np.float64))
+    assert np.all(np.abs(got.astype(np.float64) - want) <= 4 * np.finfo(dtype).eps * terms)
+    unused = np.setdiff1d(np.arange(num_embeddings), indices)
+    assert np.all(got[unused] == 0) and (padding_idx is None or np.all(got[padding_idx] == 0))

@@ -9,6 +9,7 @@ proves it on the shared case grid, block sizes from 1 up)::
     linear_forward / linear_backward                     large products split between the cores
     gelu_forward / gelu_backward                         the elements split between the cores
     layer_norm_forward / layer_norm_backward             the rows split between the cores
+    embedding_forward / embedding_backward               the backward's scatter-add as a sort and sums
 
 The modules and :func:`numpy_attention.scaled_dot_product_attention` run these by
 default. How the work is cut into tiles, chunks of heads and threads lives in one
@@ -21,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from .dense import AttentionCache, attention_backward, attention_forward
+from .embedding import embedding_backward, embedding_forward
 from .flash import FlashAttentionCache, flash_attention_backward, flash_attention_forward
 from .gelu import gelu_backward, gelu_forward
 from .layer_norm import layer_norm_backward, layer_norm_forward
@@ -53,6 +55,8 @@ __all__ = [
     "FlashAttentionCache",
     "attention_backward",
     "attention_forward",
+    "embedding_backward",
+    "embedding_forward",
     "flash_attention_backward",
     "flash_attention_forward",
     "gelu_backward",

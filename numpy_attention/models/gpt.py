@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .. import functional as F
+from ..kernels import embedding_backward, embedding_forward
 from ..module import Module, check_float_dtype
 from ..optim import AdamW
 from ..validation import (
@@ -159,10 +160,10 @@ class GPT(Module):
             if targets.shape != idx.shape:
                 raise ValueError(f"targets must have idx's shape {idx.shape}; got {targets.shape}")
         p = self.dropout if self.training else 0.0
-        tok, tok_cache = F.embedding_forward(idx, self.params[WTE])
+        tok, tok_cache = embedding_forward(idx, self.params[WTE])
         pos_cache = None
         if not self.arch.rope:
-            pos, pos_cache = F.embedding_forward(np.arange(T), self.params[WPE])
+            pos, pos_cache = embedding_forward(np.arange(T), self.params[WPE])
             tok = tok + pos
         x, keep = blocks.dropout(tok, p, self.rng)
         block_caches = []
@@ -196,9 +197,9 @@ class GPT(Module):
         for i in reversed(range(self.n_layer)):
             dx = blocks.block_backward(dx, block_caches[i], self.grads, f"transformer.h.{i}.", self.arch, p)
         dx = blocks.dropout_grad(dx, keep, p)
-        self.grads[WTE] += F.embedding_backward(dx, tok_cache)
+        self.grads[WTE] += embedding_backward(dx, tok_cache)
         if pos_cache is not None:
-            self.grads[WPE] += F.embedding_backward(dx.sum(axis=0), pos_cache)  # wpe serves every batch row
+            self.grads[WPE] += embedding_backward(dx.sum(axis=0), pos_cache)  # wpe serves every batch row
 
     def attention_weights(self) -> list[np.ndarray]:
         """Each layer's attention probabilities (B, n_head, T, T) from the last forward (before dropout)."""
