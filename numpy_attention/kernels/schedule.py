@@ -120,13 +120,20 @@ def _blas_controller() -> Any:
     return ThreadpoolController().select(user_api="blas")
 
 
-def one_thread_blas() -> tuple[int, Any]:
-    """(BLAS threads, a context that caps BLAS at one thread), or (1, None) if that cannot be had."""
+def blas_threads() -> int:
+    """How many threads BLAS runs (1 without threadpoolctl, which reads it)."""
     controller = _blas_controller()
-    if controller is None:
-        return 1, None
-    threads = max((lib.num_threads for lib in controller.lib_controllers), default=1)
-    return (threads, controller.limit(limits=1)) if threads > 1 else (1, None)
+    return 1 if controller is None else max((lib.num_threads for lib in controller.lib_controllers), default=1)
+
+
+def one_thread_blas() -> tuple[int, Any]:
+    """(BLAS threads, a context that caps BLAS at one thread), or (1, None) if that cannot be had.
+
+    threadpoolctl applies the cap when the context is made, not when it is entered: make
+    one only to enter it at once.
+    """
+    threads = blas_threads()
+    return (threads, _blas_controller().limit(limits=1)) if threads > 1 else (1, None)
 
 
 def for_each_chunk(task: Callable[[tuple], None], chunks: list[tuple], num_scores: int) -> None:
@@ -142,12 +149,16 @@ def run_chunks(task: Callable[[Any], None], chunks: list, parallel: bool) -> Non
     keeps two concurrent callers from both capping BLAS (and restoring it in
     the wrong order): the second one runs its chunks in turn.
     """
-    workers, cap = one_thread_blas() if parallel and len(chunks) > 1 else (1, None)
-    if cap is None or not _parallel_lock.acquire(blocking=False):
+    if not (parallel and len(chunks) > 1 and _parallel_lock.acquire(blocking=False)):
         for chunk in chunks:
             task(chunk)
         return
     try:
+        workers, cap = one_thread_blas()  # made under the lock: only its holder caps BLAS
+        if cap is None:
+            for chunk in chunks:
+                task(chunk)
+            return
         with cap:
             pending = iter(list(chunks))  # shared: each next() hands one chunk to one thread
 
@@ -243,6 +254,26 @@ def matmuls(products: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
         results.append(out)
     run_chunks(lambda task: np.matmul(task[0], task[1], out=task[2]), tasks, True)
     return [out.sum(axis=0) if out.ndim == 3 else out for out in results]
+
+
+# A model's batch is split into shards of rows, one per core, each running the whole model on its
+# rows with a one-thread BLAS (data parallelism): a core's long products then overlap the other
+# core's element-wise passes, which on their own scale poorly across threads (each NumPy call
+# retakes the GIL). Worthwhile from this many (rows x positions x width) activations.
+PARALLEL_MIN_ACTIVATIONS = 1 << 18
+
+
+def batch_shards(batch: int, activations: int) -> list[slice]:
+    """Consecutive slices of range(batch), one per BLAS thread (at most one row each), or [slice(0, batch)].
+
+    One slice when BLAS runs one thread (or threadpoolctl, which caps it, is missing: see
+    :func:`one_thread_blas`), or for fewer than PARALLEL_MIN_ACTIVATIONS activations.
+    """
+    workers = min(blas_threads(), batch)
+    if workers < 2 or activations < PARALLEL_MIN_ACTIVATIONS:
+        return [slice(0, batch)]
+    bounds = [batch * i // workers for i in range(workers + 1)]
+    return [slice(start, stop) for start, stop in zip(bounds, bounds[1:])]
 
 
 def attention_chunks(batch: tuple, heads: tuple, tiles: list, num_keys: int, itemsize: int) -> list[tuple]:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .. import functional as F
-from ..kernels import embedding_backward, embedding_forward
+from ..kernels import embedding_backward, embedding_forward, schedule
 from ..module import Module, check_float_dtype
 from ..optim import AdamW
 from ..validation import (
@@ -30,6 +30,7 @@ from ..validation import (
     as_index_array,
     check_bool,
     check_choice,
+    check_dout,
     check_positive_int,
     check_probability,
     check_real,
@@ -152,6 +153,10 @@ class GPT(Module):
 
         ``loss`` is the mean cross-entropy over the targets that are not -1 (None without
         ``targets``). Unlike nanoGPT, the logits cover every position also without targets.
+
+        A large enough batch without dropout runs as shards of rows, one per core, each the
+        whole model on its rows (:func:`~numpy_attention.kernels.schedule.batch_shards`): the
+        rows are independent until the loss, which sums every shard's terms before the mean.
         """
         idx = self._check_idx(idx)
         B, T = idx.shape
@@ -160,6 +165,27 @@ class GPT(Module):
             if targets.shape != idx.shape:
                 raise ValueError(f"targets must have idx's shape {idx.shape}; got {targets.shape}")
         p = self.dropout if self.training else 0.0
+        # Dropout draws its masks from one generator in order: sharded rows would draw them in any order.
+        shards = schedule.batch_shards(B, B * T * self.n_embd) if p == 0.0 else [slice(0, B)]
+        passes: list[Any] = [None] * len(shards)
+
+        def run(i: int) -> None:
+            passes[i] = self._forward_rows(idx[shards[i]], None if targets is None else targets[shards[i]], p)
+
+        schedule.run_chunks(run, range(len(shards)), parallel=len(shards) > 1)
+        logits = passes[0][0] if len(shards) == 1 else np.concatenate([logits for logits, _, _ in passes])
+        loss = None
+        if targets is not None:
+            kept = int((targets != -1).sum())
+            loss_sum = sum(shard_loss for _, shard_loss, _ in passes[1:]) + passes[0][1]  # in shard order
+            loss = np.asarray(np.nan if kept == 0 else loss_sum / np.asarray(kept, dtype=self.dtype), dtype=self.dtype)
+            kept = max(kept, 1)
+        self._cache = (shards, [cache for _, _, cache in passes], None if targets is None else kept, p)
+        return logits, loss
+
+    def _forward_rows(self, idx: np.ndarray, targets: np.ndarray | None, p: float) -> tuple:
+        """(logits, summed cross-entropy or None, cache) of the model on some rows of the batch."""
+        T = idx.shape[1]
         tok, tok_cache = embedding_forward(idx, self.params[WTE])
         pos_cache = None
         if not self.arch.rope:
@@ -172,38 +198,60 @@ class GPT(Module):
             block_caches.append(cache)
         x, ln_f = blocks.norm(x, self.params, "transformer.ln_f", self.arch)
         logits, head = blocks.linear_forward(x, self.params[WTE])
-        loss = loss_cache = None
+        loss_sum = loss_cache = None
         if targets is not None:
-            loss, loss_cache = F.cross_entropy_forward(logits.reshape(B * T, -1), targets.reshape(-1), ignore_index=-1)
-        self._cache = (tok_cache, pos_cache, keep, block_caches, ln_f, head, loss_cache, p)
-        return logits, loss
+            loss_sum, loss_cache = F.cross_entropy_forward(logits.reshape(-1, self.vocab_size), targets.reshape(-1),
+                                                           ignore_index=-1, reduction="sum")
+        return logits, loss_sum, (tok_cache, pos_cache, keep, block_caches, ln_f, head, loss_cache)
 
     def backward(self, dlogits: np.ndarray | None = None) -> None:
         """Accumulate into ``grads`` the gradient of the loss (or, given ``dlogits``, of ``sum(logits * dlogits)``).
 
         Token ids have no gradient: returns None. The tied ``wte`` receives both its uses'
         gradients, ``dW_te = dlogits^T ln_f(x) + scatter_add(dx_0)``, and ``wpe`` the sum over
-        the batch. See docs/derivations.md, section "GPT: residual blocks and the tied head".
+        the batch. A sharded forward runs its backward by the same shards; each sums its own
+        parameter gradients, added to ``grads`` in shard order.
+        See docs/derivations.md, section "GPT: residual blocks and the tied head".
         """
-        tok_cache, pos_cache, keep, block_caches, ln_f, head, loss_cache, p = self.saved_cache()
-        shape = tok_cache.indices.shape + (self.vocab_size,)
-        if dlogits is None:
-            if loss_cache is None:
-                raise ValueError("GPT.backward() without dlogits needs a forward with targets (there is no loss)")
-            dlogits = F.cross_entropy_backward(1.0, loss_cache).reshape(shape)
+        shards, caches, kept, p = self.saved_cache()
+        if dlogits is None and kept is None:
+            raise ValueError("GPT.backward() without dlogits needs a forward with targets (there is no loss)")
+        if dlogits is not None:  # checked whole: a shard's rows of a mis-shaped array could look right
+            dlogits = check_dout(dlogits, (shards[-1].stop, caches[0][0].indices.shape[1], self.vocab_size),
+                                 self.dtype, name="dlogits")
+        sums = [self.grads] + [{name: np.zeros_like(grad) for name, grad in self.grads.items()} for _ in shards[1:]]
+
+        def run(i: int) -> None:
+            rows = None if dlogits is None else dlogits[shards[i]]
+            self._backward_rows(rows, caches[i], kept, p, sums[i])
+
+        schedule.run_chunks(run, range(len(shards)), parallel=len(shards) > 1)
+        for shard_sums in sums[1:]:
+            for name, grad in shard_sums.items():
+                self.grads[name] += grad
+
+    def _backward_rows(self, dlogits: np.ndarray | None, cache: tuple, kept: int | None, p: float,
+                       grads: dict[str, np.ndarray]) -> None:
+        """The backward of :meth:`_forward_rows`, accumulated into ``grads``; the loss is the sum over ``kept``."""
+        tok_cache, pos_cache, keep, block_caches, ln_f, head, loss_cache = cache
+        if dlogits is None:  # d(loss_sum / kept) / dlogits
+            dlogits = F.cross_entropy_backward(np.asarray(1.0, dtype=self.dtype) / kept, loss_cache)
+            dlogits = dlogits.reshape(tok_cache.indices.shape + (self.vocab_size,))
         dx, dwte, _ = blocks.linear_backward(dlogits, head)
-        self.grads[WTE] += dwte
-        dx = blocks.norm_grad(dx, ln_f, self.grads, "transformer.ln_f")
+        grads[WTE] += dwte
+        dx = blocks.norm_grad(dx, ln_f, grads, "transformer.ln_f")
         for i in reversed(range(self.n_layer)):
-            dx = blocks.block_backward(dx, block_caches[i], self.grads, f"transformer.h.{i}.", self.arch, p)
+            dx = blocks.block_backward(dx, block_caches[i], grads, f"transformer.h.{i}.", self.arch, p)
         dx = blocks.dropout_grad(dx, keep, p)
-        self.grads[WTE] += embedding_backward(dx, tok_cache)
+        grads[WTE] += embedding_backward(dx, tok_cache)
         if pos_cache is not None:
-            self.grads[WPE] += embedding_backward(dx.sum(axis=0), pos_cache)  # wpe serves every batch row
+            grads[WPE] += embedding_backward(dx.sum(axis=0), pos_cache)  # wpe serves every batch row
 
     def attention_weights(self) -> list[np.ndarray]:
         """Each layer's attention probabilities (B, n_head, T, T) from the last forward (before dropout)."""
-        return [cache.attn.sdpa.weights for cache in self.saved_cache()[3]]
+        caches = self.saved_cache()[1]
+        return [np.concatenate([cache[3][i].attn.sdpa.weights for cache in caches]) if len(caches) > 1
+                else caches[0][3][i].attn.sdpa.weights for i in range(self.n_layer)]
 
     # ----- state dict -------------------------------------------------------------------------
 
