@@ -35,8 +35,9 @@ TILE_BYTES = 2 << 20
 # Causal tiles stop at the key of their last query, so more tiles skip more of the masked
 # upper triangle: with T tiles a causal call computes (T + 1) / 2T of the scores.
 CAUSAL_TILE_ROWS = 64
-# Chunks of heads per call, at least (when there are that many heads): enough to share between cores.
-MIN_CHUNKS = 8
+# Chunks of heads per call, at least (when there are that many heads): enough to share between cores
+# (two each on two), and no more: each NumPy call of a chunk then covers more heads.
+MIN_CHUNKS = 4
 
 # Smaller tiles for the current context (see tile_limits): (rows, bytes), None where the constant rules.
 _tile_limits: contextvars.ContextVar[tuple[int | None, int | None]] = contextvars.ContextVar(
