@@ -70,8 +70,13 @@ def dropout_grad(dout: np.ndarray, keep: np.ndarray | None, p: float) -> np.ndar
 
 
 def accumulate(grads: dict[str, np.ndarray], name: str, grad: np.ndarray | None) -> None:
-    if grad is not None:
+    """``grads[name] += grad``; a name not yet in ``grads`` (a shard's own sums) starts at this fresh ``grad``."""
+    if grad is None:
+        return
+    if name in grads:
         grads[name] += grad
+    else:
+        grads[name] = grad
 
 
 def linear(x: np.ndarray, params: dict, name: str) -> tuple[np.ndarray, Any]:

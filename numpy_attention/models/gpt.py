@@ -219,7 +219,7 @@ class GPT(Module):
         if dlogits is not None:  # checked whole: a shard's rows of a mis-shaped array could look right
             dlogits = check_dout(dlogits, (shards[-1].stop, caches[0][0].indices.shape[1], self.vocab_size),
                                  self.dtype, name="dlogits")
-        sums = [self.grads] + [{name: np.zeros_like(grad) for name, grad in self.grads.items()} for _ in shards[1:]]
+        sums: list[dict[str, np.ndarray]] = [self.grads] + [{} for _ in shards[1:]]  # the others fill their own
 
         def run(i: int) -> None:
             rows = None if dlogits is None else dlogits[shards[i]]
@@ -238,14 +238,14 @@ class GPT(Module):
             dlogits = F.cross_entropy_backward(np.asarray(1.0, dtype=self.dtype) / kept, loss_cache)
             dlogits = dlogits.reshape(tok_cache.indices.shape + (self.vocab_size,))
         dx, dwte, _ = blocks.linear_backward(dlogits, head)
-        grads[WTE] += dwte
+        blocks.accumulate(grads, WTE, dwte)
         dx = blocks.norm_grad(dx, ln_f, grads, "transformer.ln_f")
         for i in reversed(range(self.n_layer)):
             dx = blocks.block_backward(dx, block_caches[i], grads, f"transformer.h.{i}.", self.arch, p)
         dx = blocks.dropout_grad(dx, keep, p)
-        grads[WTE] += embedding_backward(dx, tok_cache)
+        blocks.accumulate(grads, WTE, embedding_backward(dx, tok_cache))
         if pos_cache is not None:
-            grads[WPE] += embedding_backward(dx.sum(axis=0), pos_cache)  # wpe serves every batch row
+            blocks.accumulate(grads, WPE, embedding_backward(dx.sum(axis=0), pos_cache))  # every batch row's
 
     def attention_weights(self) -> list[np.ndarray]:
         """Each layer's attention probabilities (B, n_head, T, T) from the last forward (before dropout)."""
