@@ -177,7 +177,7 @@ class GPT(Module):
         loss = None
         if targets is not None:
             kept = int((targets != -1).sum())
-            loss_sum = sum(shard_loss for _, shard_loss, _ in passes[1:]) + passes[0][1]  # in shard order
+            loss_sum = sum((shard_loss for _, shard_loss, _ in passes[1:]), passes[0][1])  # in shard order
             loss = np.asarray(np.nan if kept == 0 else loss_sum / np.asarray(kept, dtype=self.dtype), dtype=self.dtype)
             kept = max(kept, 1)
         self._cache = (shards, [cache for _, _, cache in passes], None if targets is None else kept, p)
