@@ -21,7 +21,13 @@ def shards(monkeypatch):
     monkeypatch.setattr(schedule, "blas_threads", lambda: 3)
     monkeypatch.setattr(schedule, "one_thread_blas", lambda: (3, contextlib.nullcontext()))
     real = schedule.batch_shards
-    monkeypatch.setattr(schedule, "batch_shards", lambda *a: seen.append(len(real(*a))) or real(*a))
+
+    def counted(*args):
+        cut = real(*args)
+        seen.append(len(cut))
+        return cut
+
+    monkeypatch.setattr(schedule, "batch_shards", counted)
     return seen
 
 

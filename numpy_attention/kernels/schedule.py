@@ -150,16 +150,16 @@ def run_chunks(task: Callable[[Any], None], chunks: list, parallel: bool) -> Non
     keeps two concurrent callers from both capping BLAS (and restoring it in
     the wrong order): the second one runs its chunks in turn.
     """
-    if not (parallel and len(chunks) > 1 and _parallel_lock.acquire(blocking=False)):
+    workers, cap = 1, None
+    if parallel and len(chunks) > 1 and _parallel_lock.acquire(blocking=False):
+        workers, cap = one_thread_blas()  # made under the lock: only its holder caps BLAS
+        if cap is None:
+            _parallel_lock.release()
+    if cap is None:
         for chunk in chunks:
             task(chunk)
         return
     try:
-        workers, cap = one_thread_blas()  # made under the lock: only its holder caps BLAS
-        if cap is None:
-            for chunk in chunks:
-                task(chunk)
-            return
         with cap:
             pending = iter(list(chunks))  # shared: each next() hands one chunk to one thread
 

@@ -179,8 +179,8 @@ class GPT(Module):
             kept = int((targets != -1).sum())
             loss_sum = sum((shard_loss for _, shard_loss, _ in passes[1:]), passes[0][1])  # in shard order
             loss = np.asarray(np.nan if kept == 0 else loss_sum / np.asarray(kept, dtype=self.dtype), dtype=self.dtype)
-            kept = max(kept, 1)
-        self._cache = (shards, [cache for _, _, cache in passes], None if targets is None else kept, p)
+        divisor = None if targets is None else max(kept, 1)  # the loss's: no target kept, no gradient
+        self._cache = (shards, [cache for _, _, cache in passes], divisor, p)
         return logits, loss
 
     def _forward_rows(self, idx: np.ndarray, targets: np.ndarray | None, p: float) -> tuple:
@@ -213,8 +213,8 @@ class GPT(Module):
         parameter gradients, added to ``grads`` in shard order.
         See docs/derivations.md, section "GPT: residual blocks and the tied head".
         """
-        shards, caches, kept, p = self.saved_cache()
-        if dlogits is None and kept is None:
+        shards, caches, divisor, p = self.saved_cache()
+        if dlogits is None and divisor is None:
             raise ValueError("GPT.backward() without dlogits needs a forward with targets (there is no loss)")
         if dlogits is not None:  # checked whole: a shard's rows of a mis-shaped array could look right
             dlogits = check_dout(dlogits, (shards[-1].stop, caches[0][0].indices.shape[1], self.vocab_size),
@@ -223,19 +223,19 @@ class GPT(Module):
 
         def run(i: int) -> None:
             rows = None if dlogits is None else dlogits[shards[i]]
-            self._backward_rows(rows, caches[i], kept, p, sums[i])
+            self._backward_rows(rows, caches[i], divisor, p, sums[i])
 
         schedule.run_chunks(run, range(len(shards)), parallel=len(shards) > 1)
         for shard_sums in sums[1:]:
             for name, grad in shard_sums.items():
                 self.grads[name] += grad
 
-    def _backward_rows(self, dlogits: np.ndarray | None, cache: tuple, kept: int | None, p: float,
+    def _backward_rows(self, dlogits: np.ndarray | None, cache: tuple, divisor: int | None, p: float,
                        grads: dict[str, np.ndarray]) -> None:
-        """The backward of :meth:`_forward_rows`, accumulated into ``grads``; the loss is the sum over ``kept``."""
+        """The backward of :meth:`_forward_rows`, accumulated into ``grads``; the loss is the sum over ``divisor``."""
         tok_cache, pos_cache, keep, block_caches, ln_f, head, loss_cache = cache
-        if dlogits is None:  # d(loss_sum / kept) / dlogits
-            dlogits = F.cross_entropy_backward(np.asarray(1.0, dtype=self.dtype) / kept, loss_cache)
+        if dlogits is None:  # d(loss_sum / divisor) / dlogits
+            dlogits = F.cross_entropy_backward(np.asarray(1.0, dtype=self.dtype) / divisor, loss_cache)
             dlogits = dlogits.reshape(tok_cache.indices.shape + (self.vocab_size,))
         dx, dwte, _ = blocks.linear_backward(dlogits, head)
         blocks.accumulate(grads, WTE, dwte)
