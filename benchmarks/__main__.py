@@ -3,5 +3,7 @@
 import sys
 
 from .run import main
+from .timing import rerun_with_detected_blas
 
+rerun_with_detected_blas("benchmarks")
 sys.exit(main())

@@ -23,7 +23,15 @@ import numpy as np
 
 from numpy_attention.models import GPT
 
-from .timing import alternate, blas_info, load_average, median_ratio
+from .timing import (
+    add_blas_argument,
+    alternate,
+    blas_info,
+    blas_note,
+    load_average,
+    median_ratio,
+    rerun_with_detected_blas,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # for helpers.gpt_twin
 
@@ -36,6 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pause", type=float, default=0.5, help="seconds of pause before each block")
     parser.add_argument("--threads", type=int, default=None, help="threads for both (default: NumPy's BLAS count)")
     parser.add_argument("--profile", action="store_true", help="print the top functions of one numpy step")
+    add_blas_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -49,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         config, batch, length, args.rounds, args.runs, args.pause = (
             dict(vocab_size=11, block_size=16, n_layer=1, n_head=2, n_embd=8), 2, 16, 1, 1, 0.0)
-    threads = args.threads or blas_info()["threads"]
+    blas = blas_info()
+    threads = args.threads or blas["threads"]
     limiter = None
     if args.threads:
         from threadpoolctl import threadpool_limits
@@ -77,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
 
     loss, ref_loss = ours(), theirs()
     print(f"GPT training step, float32, {config}, batch {batch}, T {length}, {threads} thread(s)")
+    print(f"numpy {np.__version__}, BLAS {blas.get('library', '?')} kernel {blas.get('kernel', '?')}; "
+          f"torch {torch.__version__}" + (f"; BLAS: {blas_note(blas)}" if blas_note(blas) else ""))
     print(f"loss: numpy {loss:.6f}  torch {ref_loss:.6f}  (relative difference {abs(loss - ref_loss) / ref_loss:.1e})")
     if abs(loss - ref_loss) > 1e-4 * abs(ref_loss):
         print("the two models disagree: nothing is timed")
@@ -101,4 +113,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    rerun_with_detected_blas("benchmarks.gpt")
     raise SystemExit(main())

@@ -12,7 +12,16 @@ from pathlib import Path
 import numpy as np
 
 from .cases import Case, build_cases
-from .timing import alternate, blas_info, load_average, matmul_peak, median_ratio
+from .timing import (
+    add_blas_argument,
+    alternate,
+    blas_info,
+    blas_note,
+    load_average,
+    matmul_peak,
+    median_ratio,
+    rerun_with_detected_blas,
+)
 
 # Beside the other git-ignored outputs, not in whatever folder the command runs from.
 DEFAULT_PLOT = Path(__file__).resolve().parent / "results" / "benchmark_ratios.png"
@@ -32,6 +41,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, help="timed runs per block, the best counts (default 3, quick 1)")
     parser.add_argument("--pause", type=float, help="seconds of pause before each block (default 0.5)")
     parser.add_argument("--no-torch", action="store_true", help="NumPy-only figures even when torch is installed")
+    add_blas_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -194,9 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"numpy {np.__version__}, BLAS {blas.get('library', '?')} kernel {blas.get('kernel', '?')}, "
           f"{blas['threads']} threads ({blas['source']})")
-    if blas["OPENBLAS_CORETYPE"] or blas["OPENBLAS_L2_SIZE"]:
-        print("warning: OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are set and may select a slower kernel; "
-              "run with `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`")
+    if blas_note(blas):
+        print(f"BLAS: {blas_note(blas)}")
     print("torch: not used (not installed, or --no-torch): NumPy-only figures" if torch is None
           else f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"NumPy matmul peak ({peak_size}^3): " + ", ".join(f"{d} {g:.0f} GFLOP/s" for d, g in peaks.items()))
@@ -230,4 +239,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    rerun_with_detected_blas("benchmarks.run")
     sys.exit(main())

@@ -11,7 +11,9 @@ both), and the median over rounds is reported.
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
 import time
 from typing import Callable
 
@@ -93,6 +95,65 @@ def blas_info() -> dict:
         source="threadpoolctl",
     )
     return info
+
+
+# OpenBLAS's x86 kernels that use AVX-512 (a DYNAMIC_ARCH build, as NumPy's wheels are, picks one
+# from the CPU when it loads, unless OPENBLAS_CORETYPE names one).
+AVX512_KERNELS = ("skylakex", "cooperlake", "sapphirerapids")
+OPENBLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+BLAS_AS_SET = "--blas-as-set"
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux lists them (empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def avx512_unused(blas: dict) -> bool:
+    """OpenBLAS runs a kernel without AVX-512 on a CPU that has it (float32 products at about half speed)."""
+    library, kernel = blas.get("library") or "", (blas.get("kernel") or "").lower()
+    return library.startswith("openblas") and kernel not in AVX512_KERNELS and "avx512f" in cpu_flags()
+
+
+def add_blas_argument(parser: argparse.ArgumentParser) -> None:
+    """The option that keeps the OpenBLAS variables of the environment (see :func:`rerun_with_detected_blas`)."""
+    parser.add_argument(BLAS_AS_SET, action="store_true",
+                        help="keep OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE even when they hold OpenBLAS to a kernel "
+                             "without the CPU's AVX-512")
+
+
+def rerun_with_detected_blas(module: str) -> None:
+    """Run ``python -m module`` again without the OpenBLAS variables when they cost NumPy the CPU's AVX-512.
+
+    torch's MKL picks its kernel from the CPU; for a comparison of the two, so does NumPy's
+    OpenBLAS (benchmarks/README.md, "Machine"). An environment may set OPENBLAS_CORETYPE
+    (and OPENBLAS_L2_SIZE) to an older kernel; OpenBLAS reads them when it loads, so the
+    command starts again without them, and says so. Only from a command's ``__main__`` (the
+    process is replaced), and not with ``--blas-as-set``.
+    """
+    blas = blas_info()
+    if BLAS_AS_SET in sys.argv[1:] or not blas["OPENBLAS_CORETYPE"] or not avx512_unused(blas):
+        return
+    print(f"OPENBLAS_CORETYPE={blas['OPENBLAS_CORETYPE']} holds OpenBLAS to a kernel without this CPU's AVX-512 "
+          f"(torch's MKL uses it): running again without {' and '.join(OPENBLAS_VARIABLES)} "
+          f"({BLAS_AS_SET} keeps them)", flush=True)
+    environment = {name: value for name, value in os.environ.items() if name not in OPENBLAS_VARIABLES}
+    os.execve(sys.executable, [sys.executable, "-m", module, *sys.argv[1:]], environment)
+
+
+def blas_note(blas: dict) -> str | None:
+    """What to print beside the BLAS kernel: the OpenBLAS variables set, a kernel without the CPU's AVX-512."""
+    notes = [f"{name}={blas[name]}" for name in OPENBLAS_VARIABLES if blas[name]]
+    if avx512_unused(blas):
+        notes.append(f"the {blas.get('kernel')} kernel leaves the CPU's AVX-512 unused")
+    return "; ".join(notes) or None
 
 
 def load_average() -> list[float] | None:

@@ -55,3 +55,58 @@ def test_the_steps_benchmark_times_every_step_and_restores_what_it_patched(capsy
     assert len(lines) == len(steps.steps(steps.SIZES["quick"], np.float32)) == 8
     assert all("ratio" in line for line in lines)
     assert (schedule.TILE_BYTES, schedule.PARALLEL_MIN_SCORES, buffers.MAX_IDLE_BYTES) == before
+
+
+class _Replaced(Exception):
+    """What the patched os.execve raises: the arguments the process would have been replaced with."""
+
+
+def _rerun(monkeypatch, kernel, flags, environment, argv=("prog", "--rounds", "2")):
+    """rerun_with_detected_blas with the BLAS, the CPU flags, os.environ and sys.argv given; the execve or None."""
+    from benchmarks import timing
+
+    def execve(path, args, env):
+        raise _Replaced(path, args, env)
+
+    for name in timing.OPENBLAS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(timing, "blas_info", lambda: {
+        "library": "openblas 0.3.31", "kernel": kernel, "threads": 2,
+        **{name: environment.get(name) for name in timing.OPENBLAS_VARIABLES}})
+    monkeypatch.setattr(timing, "cpu_flags", lambda: set(flags))
+    monkeypatch.setattr(timing.os, "execve", execve)
+    monkeypatch.setattr(timing.sys, "argv", list(argv))
+    try:
+        timing.rerun_with_detected_blas("benchmarks.gpt")
+    except _Replaced as replaced:
+        return replaced.args
+    return None
+
+
+def test_a_coretype_without_the_cpus_avx512_reruns_the_command_without_the_openblas_variables(monkeypatch, capsys):
+    pinned = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "512", "KEEP_ME": "1"}
+    path, args, env = _rerun(monkeypatch, "Haswell", {"avx2", "avx512f"}, pinned)
+    assert args[1:] == ["-m", "benchmarks.gpt", "--rounds", "2"]
+    assert "OPENBLAS_CORETYPE" not in env and "OPENBLAS_L2_SIZE" not in env and env["KEEP_ME"] == "1"
+    assert "OPENBLAS_CORETYPE=Haswell" in capsys.readouterr().out  # it says why it starts again
+
+
+def test_no_rerun_when_the_kernel_is_the_cpus_best_or_was_not_forced_or_is_kept(monkeypatch):
+    haswell = {"OPENBLAS_CORETYPE": "Haswell"}
+    assert _rerun(monkeypatch, "Haswell", {"avx2"}, haswell) is None  # no AVX-512 to miss
+    assert _rerun(monkeypatch, "SkylakeX", {"avx512f"}, {"OPENBLAS_CORETYPE": "SkylakeX"}) is None
+    assert _rerun(monkeypatch, "Haswell", {"avx512f"}, {}) is None  # OpenBLAS's own choice: nothing to unset
+    assert _rerun(monkeypatch, "Haswell", {"avx512f"}, haswell, ("prog", "--blas-as-set")) is None
+
+
+def test_the_blas_note_names_the_variables_set_and_an_unused_avx512(monkeypatch):
+    from benchmarks import timing
+
+    monkeypatch.setattr(timing, "cpu_flags", lambda: {"avx512f"})
+    base = {"library": "openblas 0.3.31", "OPENBLAS_CORETYPE": None, "OPENBLAS_L2_SIZE": None}
+    assert timing.blas_note({**base, "kernel": "SkylakeX"}) is None
+    note = timing.blas_note({**base, "kernel": "Haswell", "OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "512"})
+    assert note.startswith("OPENBLAS_CORETYPE=Haswell; OPENBLAS_L2_SIZE=512; ") and "AVX-512 unused" in note
+    assert timing.blas_note({**base, "library": "mkl 2024", "kernel": "Haswell"}) is None  # only OpenBLAS's kernels
