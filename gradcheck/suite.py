@@ -56,16 +56,17 @@ def softmax_target(dtype: np.dtype, shape: tuple, axis: int = -1) -> Target:
                   torch_forward=functools.partial(torch_ops.softmax, axis=axis))
 
 
-def embedding_target(dtype: np.dtype, indices_shape: tuple, padding_idx: int | None = None) -> Target:
-    """The lookup of a (7, 4) table; with ``padding_idx``, the indices use that row too."""
+def embedding_target(dtype: np.dtype, indices_shape: tuple, padding_idx: int | None = None, pair: Any = F) -> Target:
+    """The lookup of a (7, 4) table by ``pair`` (``functional`` or ``kernels``); with ``padding_idx``, that row too."""
     rng = np.random.default_rng(8)
     indices = rng.integers(0, 7, indices_shape)
     (weight,) = normal(dtype, (7, 4), seed=9)
     if padding_idx is None:
-        return Target((indices, weight), F.embedding_forward, F.embedding_backward, torch_forward=torch_ops.embedding)
+        return Target((indices, weight), pair.embedding_forward, pair.embedding_backward,
+                      torch_forward=torch_ops.embedding)
     indices.flat[0] = padding_idx
-    forward = functools.partial(F.embedding_forward, padding_idx=padding_idx)
-    return Target((indices, weight), forward, F.embedding_backward,
+    forward = functools.partial(pair.embedding_forward, padding_idx=padding_idx)
+    return Target((indices, weight), forward, pair.embedding_backward,
                   torch_forward=functools.partial(torch_ops.embedding, padding_idx=padding_idx),
                   skip_finite_differences="the padding row gets no gradient by design (as in torch), "
                                           "not the derivative of the lookup")
@@ -144,6 +145,8 @@ ENTRIES: list[Entry] = [
                     dropout_p=0.2, scale=0.3),
     Entry("embedding/2d-indices", lambda dt: embedding_target(dt, (3, 5))),
     Entry("embedding/padding-idx", lambda dt: embedding_target(dt, (2, 6), padding_idx=2)),
+    Entry("embedding/kernel-2d-indices", lambda dt: embedding_target(dt, (3, 5), pair=kernels)),
+    Entry("embedding/kernel-padding-idx", lambda dt: embedding_target(dt, (2, 6), padding_idx=2, pair=kernels)),
     Entry("cross_entropy/mean", lambda dt: cross_entropy_target(dt, (4, 5))),
     Entry("cross_entropy/sum-unbatched", lambda dt: cross_entropy_target(dt, (5,), reduction="sum")),
     Entry("cross_entropy/none-spatial", lambda dt: cross_entropy_target(dt, (2, 5, 3), reduction="none")),
