@@ -111,7 +111,8 @@ def markdown_table(results: list[dict], machine: dict) -> str:
         f"torch {machine['torch']}, {machine['blas']['threads']} threads each; NumPy matmul peak "
         + ", ".join(f"{d} {g:.0f} GFLOP/s" for d, g in machine["matmul_peak_gflops"].items())
         + f"; load average {machine['load_average_before']} before, {machine['load_average_after']} after; "
-        f"{machine['rounds']} rounds, best of {machine['runs']}.",
+        f"{machine['rounds']} rounds, best of {machine['runs']}."
+        + (f" BLAS: {blas_note(machine['blas'])}." if blas_note(machine["blas"]) else ""),
         "",
         "| case | candidate | ms (median) | GFLOP/s | % of peak |",
         "|---|---|---:|---:|---:|",
@@ -169,7 +170,8 @@ def plot_ratios(results: list[dict], path: str, machine: dict) -> str | None:
     load = machine.get("load_average_before")
     fig.suptitle(
         f"numpy_attention vs PyTorch CPU, {machine['blas']['threads']} threads each; "
-        f"numpy {machine['numpy']}, torch {machine['torch']}, load average {load[0] if load else '?'} at start",
+        f"numpy {machine['numpy']} (BLAS kernel {machine['blas'].get('kernel', '?')}), torch {machine['torch']}, "
+        f"load average {load[0] if load else '?'} at start",
         fontsize=9,
     )
     fig.tight_layout()

@@ -74,6 +74,7 @@ def blas_info() -> dict:
     info = {
         "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
         "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE"),
+        "unset": os.environ.get(UNSET_MARKER),  # the variables the benchmark started again without, if any
     }
     try:
         from threadpoolctl import threadpool_info
@@ -97,11 +98,15 @@ def blas_info() -> dict:
     return info
 
 
-# OpenBLAS's x86 kernels that use AVX-512 (a DYNAMIC_ARCH build, as NumPy's wheels are, picks one
-# from the CPU when it loads, unless OPENBLAS_CORETYPE names one).
+# OpenBLAS's x86 kernels that use AVX-512, and the CPU flags they need (a DYNAMIC_ARCH build,
+# as NumPy's wheels are, picks a kernel from the CPU when it loads, unless OPENBLAS_CORETYPE names one).
 AVX512_KERNELS = ("skylakex", "cooperlake", "sapphirerapids")
+AVX512_FLAGS = {"avx512f", "avx512bw", "avx512dq", "avx512vl"}
 OPENBLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 BLAS_AS_SET = "--blas-as-set"
+# Set in the process started again without the OpenBLAS variables: what they were (for the
+# record, and so that it never starts again a second time).
+UNSET_MARKER = "BENCHMARKS_OPENBLAS_UNSET"
 
 
 def cpu_flags() -> set[str]:
@@ -117,9 +122,12 @@ def cpu_flags() -> set[str]:
 
 
 def avx512_unused(blas: dict) -> bool:
-    """OpenBLAS runs a kernel without AVX-512 on a CPU that has it (float32 products at about half speed)."""
+    """OpenBLAS runs a kernel without AVX-512 on a CPU that has it (float32 products at about half speed).
+
+    False when the kernel is unknown (threadpoolctl, which reads it, is not installed).
+    """
     library, kernel = blas.get("library") or "", (blas.get("kernel") or "").lower()
-    return library.startswith("openblas") and kernel not in AVX512_KERNELS and "avx512f" in cpu_flags()
+    return library.startswith("openblas") and kernel not in AVX512_KERNELS and AVX512_FLAGS <= cpu_flags()
 
 
 def add_blas_argument(parser: argparse.ArgumentParser) -> None:
@@ -130,27 +138,35 @@ def add_blas_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def rerun_with_detected_blas(module: str) -> None:
-    """Run ``python -m module`` again without the OpenBLAS variables when they cost NumPy the CPU's AVX-512.
+    """Start ``python -m module`` again without the OpenBLAS variables when they cost NumPy the CPU's AVX-512.
 
-    torch's MKL picks its kernel from the CPU; for a comparison of the two, so does NumPy's
-    OpenBLAS (benchmarks/README.md, "Machine"). An environment may set OPENBLAS_CORETYPE
-    (and OPENBLAS_L2_SIZE) to an older kernel; OpenBLAS reads them when it loads, so the
-    command starts again without them, and says so. Only from a command's ``__main__`` (the
-    process is replaced), and not with ``--blas-as-set``.
+    Each library runs on the kernel it picks for the CPU: torch's MKL is held by no variable,
+    and NumPy's OpenBLAS should not be either (benchmarks/README.md, "Machine"). An environment
+    may set OPENBLAS_CORETYPE (and OPENBLAS_L2_SIZE) to an older kernel; OpenBLAS reads them
+    when it loads, so the command starts again without them, says so, and records what they
+    were in ``BENCHMARKS_OPENBLAS_UNSET`` (which :func:`blas_info` reports). Only from a
+    command's ``__main__`` (the process is replaced); not with ``--blas-as-set`` (or a prefix
+    of it, as argparse takes), and never twice.
     """
     blas = blas_info()
-    if BLAS_AS_SET in sys.argv[1:] or not blas["OPENBLAS_CORETYPE"] or not avx512_unused(blas):
+    keep = any(len(arg) > 2 and BLAS_AS_SET.startswith(arg) for arg in sys.argv[1:])
+    if keep or os.environ.get(UNSET_MARKER) or not blas["OPENBLAS_CORETYPE"] or not avx512_unused(blas):
         return
-    print(f"OPENBLAS_CORETYPE={blas['OPENBLAS_CORETYPE']} holds OpenBLAS to a kernel without this CPU's AVX-512 "
-          f"(torch's MKL uses it): running again without {' and '.join(OPENBLAS_VARIABLES)} "
-          f"({BLAS_AS_SET} keeps them)", flush=True)
+    was = " ".join(f"{name}={blas[name]}" for name in OPENBLAS_VARIABLES if blas[name])
+    print(f"{was}: OpenBLAS is held to its {blas.get('kernel')} kernel, without this CPU's AVX-512; running again "
+          f"without {' and '.join(OPENBLAS_VARIABLES)} ({BLAS_AS_SET} keeps them)", flush=True)
     environment = {name: value for name, value in os.environ.items() if name not in OPENBLAS_VARIABLES}
-    os.execve(sys.executable, [sys.executable, "-m", module, *sys.argv[1:]], environment)
+    environment[UNSET_MARKER] = was
+    # The command as it was started (interpreter options included); Python 3.9 has no orig_argv.
+    argv = getattr(sys, "orig_argv", None) or [sys.executable, "-m", module, *sys.argv[1:]]
+    os.execve(sys.executable, [sys.executable, *argv[1:]], environment)
 
 
 def blas_note(blas: dict) -> str | None:
-    """What to print beside the BLAS kernel: the OpenBLAS variables set, a kernel without the CPU's AVX-512."""
+    """What to print beside the BLAS kernel: the OpenBLAS variables set or unset, a kernel without the CPU's AVX-512."""
     notes = [f"{name}={blas[name]}" for name in OPENBLAS_VARIABLES if blas[name]]
+    if blas.get("unset"):
+        notes.append(f"run without the environment's {blas['unset']}")
     if avx512_unused(blas):
         notes.append(f"the {blas.get('kernel')} kernel leaves the CPU's AVX-512 unused")
     return "; ".join(notes) or None

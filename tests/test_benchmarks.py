@@ -4,6 +4,7 @@ import json
 import math
 
 import numpy as np
+import pytest
 
 from benchmarks.run import main
 from benchmarks.timing import alternate, median_ratio
@@ -61,14 +62,14 @@ class _Replaced(Exception):
     """What the patched os.execve raises: the arguments the process would have been replaced with."""
 
 
-def _rerun(monkeypatch, kernel, flags, environment, argv=("prog", "--rounds", "2")):
+def _rerun(monkeypatch, kernel, flags, environment, argv=("prog", "--rounds", "2"), orig_argv=None):
     """rerun_with_detected_blas with the BLAS, the CPU flags, os.environ and sys.argv given; the execve or None."""
     from benchmarks import timing
 
     def execve(path, args, env):
         raise _Replaced(path, args, env)
 
-    for name in timing.OPENBLAS_VARIABLES:
+    for name in (*timing.OPENBLAS_VARIABLES, timing.UNSET_MARKER):
         monkeypatch.delenv(name, raising=False)
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
@@ -78,6 +79,7 @@ def _rerun(monkeypatch, kernel, flags, environment, argv=("prog", "--rounds", "2
     monkeypatch.setattr(timing, "cpu_flags", lambda: set(flags))
     monkeypatch.setattr(timing.os, "execve", execve)
     monkeypatch.setattr(timing.sys, "argv", list(argv))
+    monkeypatch.setattr(timing.sys, "orig_argv", orig_argv, raising=False)
     try:
         timing.rerun_with_detected_blas("benchmarks.gpt")
     except _Replaced as replaced:
@@ -85,28 +87,62 @@ def _rerun(monkeypatch, kernel, flags, environment, argv=("prog", "--rounds", "2
     return None
 
 
+AVX512 = {"avx2", "avx512f", "avx512bw", "avx512dq", "avx512vl"}
+PINNED = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "512"}
+
+
 def test_a_coretype_without_the_cpus_avx512_reruns_the_command_without_the_openblas_variables(monkeypatch, capsys):
-    pinned = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "512", "KEEP_ME": "1"}
-    path, args, env = _rerun(monkeypatch, "Haswell", {"avx2", "avx512f"}, pinned)
-    assert args[1:] == ["-m", "benchmarks.gpt", "--rounds", "2"]
+    path, args, env = _rerun(monkeypatch, "Haswell", AVX512, {**PINNED, "KEEP_ME": "1"})
+    assert args[1:] == ["-m", "benchmarks.gpt", "--rounds", "2"]  # Python 3.9: no sys.orig_argv
     assert "OPENBLAS_CORETYPE" not in env and "OPENBLAS_L2_SIZE" not in env and env["KEEP_ME"] == "1"
+    assert env["BENCHMARKS_OPENBLAS_UNSET"] == "OPENBLAS_CORETYPE=Haswell OPENBLAS_L2_SIZE=512"  # the record
     assert "OPENBLAS_CORETYPE=Haswell" in capsys.readouterr().out  # it says why it starts again
+    # With sys.orig_argv, the command as it was started, interpreter options included.
+    _, args, _ = _rerun(monkeypatch, "Haswell", AVX512, PINNED, orig_argv=["py", "-X", "dev", "-m", "benchmarks", "-q"])
+    assert args[1:] == ["-X", "dev", "-m", "benchmarks", "-q"]
 
 
 def test_no_rerun_when_the_kernel_is_the_cpus_best_or_was_not_forced_or_is_kept(monkeypatch):
-    haswell = {"OPENBLAS_CORETYPE": "Haswell"}
-    assert _rerun(monkeypatch, "Haswell", {"avx2"}, haswell) is None  # no AVX-512 to miss
-    assert _rerun(monkeypatch, "SkylakeX", {"avx512f"}, {"OPENBLAS_CORETYPE": "SkylakeX"}) is None
-    assert _rerun(monkeypatch, "Haswell", {"avx512f"}, {}) is None  # OpenBLAS's own choice: nothing to unset
-    assert _rerun(monkeypatch, "Haswell", {"avx512f"}, haswell, ("prog", "--blas-as-set")) is None
+    assert _rerun(monkeypatch, "Haswell", {"avx2"}, PINNED) is None  # no AVX-512 to miss
+    assert _rerun(monkeypatch, "Haswell", {"avx2", "avx512f"}, PINNED) is None  # not all SkylakeX needs
+    assert _rerun(monkeypatch, "SkylakeX", AVX512, {"OPENBLAS_CORETYPE": "SkylakeX"}) is None
+    assert _rerun(monkeypatch, "Haswell", AVX512, {}) is None  # OpenBLAS's own choice: nothing to unset
+    assert _rerun(monkeypatch, "Haswell", AVX512, PINNED, ("prog", "--blas-as-set")) is None
+    assert _rerun(monkeypatch, "Haswell", AVX512, PINNED, ("prog", "--blas")) is None  # argparse's abbreviation
+    # Started again once already (the variable came back, say from a startup hook): never a second time.
+    assert _rerun(monkeypatch, "Haswell", AVX512, {**PINNED, "BENCHMARKS_OPENBLAS_UNSET": "x"}) is None
 
 
-def test_the_blas_note_names_the_variables_set_and_an_unused_avx512(monkeypatch):
+def test_each_benchmark_command_reruns_itself_by_its_own_module_name(monkeypatch):
+    import runpy
+    import warnings
+
     from benchmarks import timing
 
-    monkeypatch.setattr(timing, "cpu_flags", lambda: {"avx512f"})
+    class Stop(Exception):
+        pass
+
+    def record(module):
+        raise Stop(module)
+
+    monkeypatch.setattr(timing, "rerun_with_detected_blas", record)
+    for module, expected in (("benchmarks", "benchmarks"), ("benchmarks.run", "benchmarks.run"),
+                             ("benchmarks.gpt", "benchmarks.gpt")):
+        with pytest.raises(Stop) as stopped, warnings.catch_warnings():
+            # runpy warns that the module was imported before: only its __main__ block matters here.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            runpy.run_module(module, run_name="__main__")
+        assert stopped.value.args == (expected,)
+
+
+def test_the_blas_note_names_the_variables_set_or_unset_and_an_unused_avx512(monkeypatch):
+    from benchmarks import timing
+
+    monkeypatch.setattr(timing, "cpu_flags", lambda: AVX512)
     base = {"library": "openblas 0.3.31", "OPENBLAS_CORETYPE": None, "OPENBLAS_L2_SIZE": None}
     assert timing.blas_note({**base, "kernel": "SkylakeX"}) is None
     note = timing.blas_note({**base, "kernel": "Haswell", "OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "512"})
     assert note.startswith("OPENBLAS_CORETYPE=Haswell; OPENBLAS_L2_SIZE=512; ") and "AVX-512 unused" in note
     assert timing.blas_note({**base, "library": "mkl 2024", "kernel": "Haswell"}) is None  # only OpenBLAS's kernels
+    assert "without the environment's OPENBLAS_CORETYPE=Haswell" in timing.blas_note(
+        {**base, "kernel": "SkylakeX", "unset": "OPENBLAS_CORETYPE=Haswell"})
