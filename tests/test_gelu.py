@@ -9,6 +9,7 @@ from helpers.numerics import random_like, rel_error, require_torch
 import gradcheck
 import numpy_attention as na
 from numpy_attention import functional as F
+from numpy_attention import kernels
 
 
 def _ulps(actual, expected):
@@ -154,6 +155,23 @@ def test_gelu_float32_dtype_and_special_values(rng):
         assert F.gelu_backward(np.ones_like(x), cache).dtype == np.float32
         big, cache = F.gelu_forward(np.array([1e30, -1e30, np.nan]), approximate)
         assert big[0] == 1e30 and big[1] == 0 and np.isnan(big[2])
+
+
+@pytest.mark.parametrize("pair", ["functional", "kernels"])
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_infinities_and_nan_spread_as_in_torch_without_warnings(pair, approximate):
+    torch = require_torch()
+    module = F if pair == "functional" else kernels
+    x = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 1e30, -1e30, 3.0])
+    dout = np.array([1.5, -2.0, 0.5, 3.0, -1.0, 2.0, -0.5, 0.25])
+    out, cache = module.gelu_forward(x, approximate)  # RuntimeWarnings are errors in the tests
+    dx = module.gelu_backward(dout, cache)
+    xt = torch.tensor(x, requires_grad=True)
+    expected = torch.nn.functional.gelu(xt, approximate=approximate)
+    expected.backward(torch.tensor(dout))
+    np.testing.assert_array_equal(out, expected.detach().numpy())  # NaN where torch's is NaN, signed zeros too
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-15, atol=0)
+    assert np.array_equal(np.signbit(out), np.signbit(expected.detach().numpy()))
 
 
 def test_gelu_rejects_bad_input(rng):

@@ -52,11 +52,13 @@ def gelu_forward(x: np.ndarray, approximate: str = "none") -> tuple[np.ndarray, 
     x = as_float_array(x, "x")
     approximate = check_choice(approximate, "approximate", APPROXIMATIONS)
     if approximate == "tanh":
-        with np.errstate(over="ignore"):  # x^3 overflows for huge |x|; tanh(+-inf) = +-1 is the answer
+        # x^3 overflows for huge |x| (tanh(+-inf) = +-1 is the answer); gelu(-inf) = -inf * 0 is NaN, as torch
+        with np.errstate(over="ignore", invalid="ignore"):
             inner = TANH_BETA * (x + TANH_KAPPA * x * x * x)
-        return 0.5 * x * (1.0 + np.tanh(inner)), GeluCache(x, approximate, None)
+            return 0.5 * x * (1.0 + np.tanh(inner)), GeluCache(x, approximate, None)
     cdf = normal_cdf(x)
-    return x * cdf, GeluCache(x, approximate, cdf)
+    with np.errstate(invalid="ignore"):  # gelu(-inf) = -inf * Phi(-inf) = -inf * 0 is NaN, as torch
+        return x * cdf, GeluCache(x, approximate, cdf)
 
 
 def gelu_backward(dout: np.ndarray, cache: GeluCache) -> np.ndarray:
@@ -82,4 +84,5 @@ def gelu_backward(dout: np.ndarray, cache: GeluCache) -> np.ndarray:
             return dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx)
     with np.errstate(over="ignore", under="ignore"):  # phi underflows to 0 for |x| > ~38: that is its value
         pdf = INV_SQRT_2PI * np.exp(-0.5 * x * x)
-    return dout * (cache.cdf + x * pdf)
+    with np.errstate(invalid="ignore"):  # at x = +-inf, x * phi(x) = inf * 0 is NaN, as torch
+        return dout * (cache.cdf + x * pdf)
