@@ -56,9 +56,16 @@ def test_tile_limits_reach_the_worker_threads(monkeypatch):
     """A call large enough to run its heads on a pool of threads sees the caps there too, with the same result."""
     seen = []
     original = kernels.dense.query_tiles
+    caller, helper_started = threading.get_ident(), threading.Event()
 
     def spy(*args):
         found = original(*args)
+        if threading.get_ident() != caller:
+            helper_started.set()
+        elif any(ident == caller for ident, _ in seen):
+            # The caller's first call plans the chunks; in its chunks it waits for a pool thread to take
+            # one, so that a busy machine cannot let the caller drain them all alone.
+            helper_started.wait(timeout=10)
         seen.append((threading.get_ident(), len(found)))
         return found
 
@@ -68,6 +75,7 @@ def test_tile_limits_reach_the_worker_threads(monkeypatch):
     q, k, v = (rng.standard_normal((1, 8, 256, 8)) for _ in range(3))
     expected, _ = kernels.attention_forward(q, k, v)
     seen.clear()
+    helper_started.clear()
     with tile_limits(rows=32):
         out, _ = kernels.attention_forward(q, k, v)
     assert {count for _, count in seen} == {8}
