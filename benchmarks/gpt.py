@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     loss, ref_loss = ours(), theirs()
     print(f"GPT training step, float32, {config}, batch {batch}, T {length}, {threads} thread(s)")
     print(f"numpy {np.__version__}, BLAS {blas.get('library', '?')} kernel {blas.get('kernel', '?')}; "
-          f"torch {torch.__version__}" + (f"; BLAS: {blas_note(blas)}" if blas_note(blas) else ""))
+          f"torch {torch.__version__}" + (f"; BLAS: {note}" if (note := blas_note(blas)) else ""))
     print(f"loss: numpy {loss:.6f}  torch {ref_loss:.6f}  (relative difference {abs(loss - ref_loss) / ref_loss:.1e})")
     if abs(loss - ref_loss) > 1e-4 * abs(ref_loss):
         print("the two models disagree: nothing is timed")

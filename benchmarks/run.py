@@ -112,7 +112,7 @@ def markdown_table(results: list[dict], machine: dict) -> str:
         + ", ".join(f"{d} {g:.0f} GFLOP/s" for d, g in machine["matmul_peak_gflops"].items())
         + f"; load average {machine['load_average_before']} before, {machine['load_average_after']} after; "
         f"{machine['rounds']} rounds, best of {machine['runs']}."
-        + (f" BLAS: {blas_note(machine['blas'])}." if blas_note(machine["blas"]) else ""),
+        + (f" BLAS: {note}." if (note := blas_note(machine["blas"])) else ""),
         "",
         "| case | candidate | ms (median) | GFLOP/s | % of peak |",
         "|---|---|---:|---:|---:|",
@@ -206,8 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"numpy {np.__version__}, BLAS {blas.get('library', '?')} kernel {blas.get('kernel', '?')}, "
           f"{blas['threads']} threads ({blas['source']})")
-    if blas_note(blas):
-        print(f"BLAS: {blas_note(blas)}")
+    note = blas_note(blas)
+    if note:
+        print(f"BLAS: {note}")
     print("torch: not used (not installed, or --no-torch): NumPy-only figures" if torch is None
           else f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"NumPy matmul peak ({peak_size}^3): " + ", ".join(f"{d} {g:.0f} GFLOP/s" for d, g in peaks.items()))

@@ -174,12 +174,12 @@ class GPT(Module):
 
         schedule.run_chunks(run, range(len(shards)), parallel=len(shards) > 1)
         logits = passes[0][0] if len(shards) == 1 else np.concatenate([logits for logits, _, _ in passes])
-        loss = None
+        loss = divisor = None
         if targets is not None:
             kept = int((targets != -1).sum())
             loss_sum = sum((shard_loss for _, shard_loss, _ in passes[1:]), passes[0][1])  # in shard order
             loss = np.asarray(np.nan if kept == 0 else loss_sum / np.asarray(kept, dtype=self.dtype), dtype=self.dtype)
-        divisor = None if targets is None else max(kept, 1)  # the loss's: no target kept, no gradient
+            divisor = max(kept, 1)  # the loss's: no target kept, no gradient
         self._cache = (shards, [cache for _, _, cache in passes], divisor, p)
         return logits, loss
 
